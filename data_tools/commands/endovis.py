@@ -1,0 +1,15 @@
+"""`medseg-data endovis` (STUB: to be replaced by its owner)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "endovis (not yet available)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("medseg-data endovis is not implemented yet")

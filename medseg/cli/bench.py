@@ -1,0 +1,15 @@
+"""`medseg bench` (STUB: to be replaced by its owner)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "bench (not yet available)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NotImplementedError("medseg bench is not implemented yet")

@@ -1,0 +1,1 @@
+"""Pure tensor functions behind the losses: probabilities in, unreduced per-(batch, class) scores out."""
