@@ -6,8 +6,9 @@ Example:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> write_json(d / "a.json", {"x": 1})
-    >>> (d / "a.json").read_text().strip()
-    '{\\n  "x": 1\\n}'
+    >>> import json
+    >>> json.loads((d / "a.json").read_text())
+    {'x': 1}
 """
 
 from __future__ import annotations
