@@ -38,6 +38,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     suffix = "".join(final.suffixes)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".tmp{suffix}", dir=final.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the final file the usual permissions (0666 minus the umask), as open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
     tmp = Path(tmp_name)
     try:
         yield tmp
