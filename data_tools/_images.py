@@ -165,12 +165,16 @@ def read_array(path: PathLike) -> LoadedArray:
     raise ValueError(f"{p}: unsupported file type (allowed: {allowed})")
 
 
-def write_png(path: PathLike, array: np.ndarray) -> None:
-    """Write a ``(H, W)`` uint8/uint16 or ``(H, W, 3|4)`` uint8 array as PNG, atomically."""
+def write_png(path: PathLike, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write a ``(H, W)`` uint8/uint16 or ``(H, W, 3|4)`` uint8 array as PNG, atomically.
+
+    ``compress_level`` is zlib's 0-9; 3 encodes a 1920x1080 RGB frame about twice as fast as 6 for ~8 % more
+    bytes (measured on the EndoVis sample frame), which is what the frame writers use.
+    """
     from PIL import Image
 
     with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def write_nifti(path: PathLike, array: np.ndarray, affine: np.ndarray) -> None:
