@@ -420,6 +420,7 @@ def discover_series(root: PathLike, *, progress: bool = False) -> DiscoveryResul
     non_dicom: list[Path] = []
     non_image: list[Path] = []
     blank_uid_folders: set[Path] = set()
+    seen_sops: dict[str, dict[str, Path]] = {}
     for path in tqdm(files, desc="reading DICOM headers", unit="file", disable=not progress, leave=False):
         try:
             ds = _read_header(path)
@@ -452,9 +453,17 @@ def discover_series(root: PathLike, *, progress: bool = False) -> DiscoveryResul
         if series is None:
             series = groups[key] = DicomSeries(key=key, series_instance_uid=series_uid, slices=[], header=ds)
         try:
-            series.slices.append(_slice_header(path, ds))
+            header = _slice_header(path, ds)
         except SeriesError as err:
             series.problems.append(str(err))
+            continue
+        sop = header.sop_instance_uid
+        if sop and sop in seen_sops.setdefault(key, {}):
+            logger.warning("skipping %s: same SOPInstanceUID as %s (a copy)", path, seen_sops[key][sop])
+            continue
+        if sop:
+            seen_sops[key][sop] = path
+        series.slices.append(header)
     for folder in sorted(blank_uid_folders):
         logger.warning(
             "DICOM files in %s have a blank SeriesInstanceUID; grouped by folder, study, series number, frame of "
