@@ -1,0 +1,343 @@
+"""Per-class pixel counts over a datalist split, and the ``stats.json`` that margin calibration reads.
+
+The margin-calibration loss needs the class frequencies of the training labels (Yu et al., IJCV 2021,
+Algorithm 1: ρ_0k = τ·√(N−N_k)/N_k, ρ_k0 = μ_k·ρ_0k, computed by :func:`medseg.losses.margin_offsets`).
+:func:`count_classes` streams the labels of one split one case at a time, applies the same label mapping as the
+training transforms (:func:`medseg.transforms.labels.resolve_label_map`), drops the ignore index and adds
+``np.bincount`` histograms into an int64 vector, so memory stays at one label file plus a fixed-size chunk
+buffer however many cases there are, and counts stay exact beyond 2**31 pixels. :func:`compute_stats` adds the
+offsets and returns the ``stats.json`` document of DESIGN.md::
+
+    {"num_classes", "class_counts", "num_pixels", "tau", "v", "rho_neg", "rho_pos", "num_cases", "split",
+     "datalist"}
+
+``class_counts`` are the pixels of each class after mapping (ignore-index pixels excluded), ``num_pixels`` their
+sum, ``rho_neg``/``rho_pos`` the float64 offsets ρ_0k/ρ_k0 per class.
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.fromarray(np.array([[0, 0, 1], [0, 2, 1]], np.uint8)).save(d / "a.png")
+    >>> _ = (d / "dl.json").write_text(json.dumps({"training": [{"image": "a.png", "label": "a.png"}]}))
+    >>> count_classes(d / "dl.json", 3).counts.tolist()
+    [3, 2, 1]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medseg.io import write_json
+from medseg.typing import PathLike
+
+__all__ = ["ClassCounts", "compute_stats", "count_classes", "count_label_array", "read_label", "write_stats"]
+
+logger = logging.getLogger(__name__)
+
+#: Elements histogrammed at a time: bounds the int64 temporaries to 32 MiB whatever the volume size.
+CHUNK_ELEMENTS = 1 << 22
+_MAX_LISTED = 8
+
+
+@dataclass
+class ClassCounts:
+    """Result of :func:`count_classes`.
+
+    Attributes:
+        counts: int64 ``(K,)`` pixels per class (ignore index excluded).
+        num_cases: label files read.
+        num_ignored: pixels equal to the ignore index (not in ``counts``).
+    """
+
+    counts: np.ndarray
+    num_cases: int
+    num_ignored: int = 0
+
+    @property
+    def num_pixels(self) -> int:
+        return int(self.counts.sum())
+
+
+def read_label(path: PathLike) -> np.ndarray:
+    """Read a label file as a single-channel array (values untouched; palette PNGs give their indices).
+
+    NIfTI via nibabel, PNG/JPEG/BMP/TIFF via Pillow, MHA/NRRD via SimpleITK. A colour label whose channels are
+    all equal (e.g. CholecSeg8k watershed masks) gives its first channel; trailing singleton axes are dropped.
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: unreadable/truncated, unknown type, or a colour label with differing channels.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: label file not found")
+    name = p.name.lower()
+    channel_last = False
+    try:
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            arr = np.asanyarray(nib.load(str(p)).dataobj)  # type: ignore[attr-defined]
+        elif name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+            from PIL import Image
+
+            with Image.open(p) as im:
+                im.load()
+                arr = np.asarray(im)
+            channel_last = arr.ndim == 3
+        elif name.endswith((".mha", ".mhd", ".nrrd")):
+            import SimpleITK as sitk  # noqa: N813
+
+            img = sitk.ReadImage(str(p))
+            arr = sitk.GetArrayFromImage(img)
+            channel_last = img.GetNumberOfComponentsPerPixel() > 1
+        else:
+            raise ValueError(f"{p}: unsupported label file type (use NIfTI, PNG/TIFF/BMP, MHA or NRRD)")
+    except ValueError:
+        raise
+    except Exception as err:  # Pillow/nibabel/SimpleITK raise many types on corrupt or truncated files
+        raise ValueError(f"{p}: unreadable or truncated label file ({type(err).__name__}: {err})") from err
+    arr = np.asarray(arr)
+    if channel_last:
+        if not (arr == arr[..., :1]).all():
+            raise ValueError(
+                f"{p}: colour label with differing channels; labels must hold class indices in one channel"
+            )
+        arr = arr[..., 0]
+    while arr.ndim > 2 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    return arr
+
+
+def count_label_array(
+    label: np.ndarray,
+    num_classes: int,
+    *,
+    mapper: Any = None,
+    ignore_index: int | None = None,
+    source: str = "label",
+) -> tuple[np.ndarray, int]:
+    """Histogram one label array into ``num_classes`` bins, in fixed-size chunks.
+
+    Args:
+        label: integer-valued label array (any shape; float arrays must hold integers).
+        num_classes: ``K``; every value (after ``mapper``) other than ``ignore_index`` must lie in ``0..K-1``.
+        mapper: optional elementwise label mapping (a ``MapLabels``), applied chunk by chunk.
+        ignore_index: value excluded from the counts.
+        source: name for error messages (the file).
+
+    Returns:
+        ``(counts, ignored)``: int64 ``(K,)`` and the number of ignored pixels.
+
+    Raises:
+        ValueError: non-integer or non-finite values, or values outside ``0..K-1`` (names ``source`` and them).
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    ignored = 0
+    flat = label.reshape(-1)
+    for start in range(0, flat.size, CHUNK_ELEMENTS):
+        chunk = flat[start : start + CHUNK_ELEMENTS]
+        if np.issubdtype(chunk.dtype, np.floating):
+            bad = ~np.isfinite(chunk) | (chunk != np.round(chunk))
+            if bad.any():
+                shown = ", ".join(f"{v:g}" for v in np.unique(chunk[bad])[:_MAX_LISTED].tolist())
+                raise ValueError(
+                    f"{source}: label has non-integer or non-finite values ({shown}); labels must be integer "
+                    "class codes (resample with nearest neighbour, save losslessly)"
+                )
+            chunk = chunk.astype(np.int64)
+        elif chunk.dtype == np.bool_:
+            chunk = chunk.astype(np.uint8)
+        elif not np.issubdtype(chunk.dtype, np.integer):
+            raise ValueError(f"{source}: label dtype {chunk.dtype} is not numeric")
+        if mapper is not None:
+            try:
+                chunk = np.asarray(mapper(chunk))
+            except ValueError as err:
+                raise ValueError(f"{source}: {err}") from err
+        if ignore_index is not None:
+            keep = chunk != ignore_index
+            n_keep = int(keep.sum())
+            if n_keep != chunk.size:
+                ignored += chunk.size - n_keep
+                chunk = chunk[keep]
+        if chunk.size == 0:
+            continue
+        lo, hi = int(chunk.min()), int(chunk.max())
+        if lo < 0 or hi >= num_classes:
+            outside = np.unique(chunk[(chunk < 0) | (chunk >= num_classes)])[:_MAX_LISTED].tolist()
+            ign = f" (ignore index {ignore_index} excluded)" if ignore_index is not None else ""
+            raise ValueError(
+                f"{source}: label values {outside} are outside the classes 0..{num_classes - 1}{ign}; "
+                "give the training's --label-map, the right --num-classes, or --ignore-index"
+            )
+        counts += np.bincount(chunk, minlength=num_classes).astype(np.int64, copy=False)
+    return counts, ignored
+
+
+def _label_paths(datalist_path: Path, split: str) -> list[str]:
+    """The label files of one split, resolved against the datalist's folder.
+
+    Parsed here rather than with ``monai.data.load_decathlon_datalist`` because importing ``monai.data`` costs
+    seconds (tens of seconds on a busy machine) and only the ``label`` paths are needed.
+    """
+    if not datalist_path.is_file():
+        raise FileNotFoundError(f"datalist {str(datalist_path)!r} does not exist")
+    try:
+        doc = json.loads(datalist_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{datalist_path}: not a valid JSON datalist ({err})") from err
+    if not isinstance(doc, dict):
+        raise ValueError(f"{datalist_path}: a datalist must be a JSON object with 'training'/'validation'/'test'")
+    if split not in doc:
+        lists = sorted(k for k, val in doc.items() if isinstance(val, list))
+        raise ValueError(f"split: {split!r} is not in {datalist_path} (lists there: {lists}); choose one (--split)")
+    items = doc[split]
+    if not isinstance(items, list):
+        raise ValueError(f"{datalist_path}: {split!r} must be a list of entries, got {type(items).__name__}")
+    base = datalist_path.parent
+    paths: list[str] = []
+    for index, item in enumerate(items):
+        label = item.get("label") if isinstance(item, dict) else None
+        if isinstance(label, list) and label:
+            label = label[0]
+        if not isinstance(label, str):
+            raise ValueError(f"{datalist_path}: {split}[{index}] has no 'label' path; statistics need labelled cases")
+        paths.append(os.path.normpath(base / label))
+    if not paths:
+        raise ValueError(f"{datalist_path}: split {split!r} is empty; nothing to count")
+    return paths
+
+
+def count_classes(
+    datalist_path: PathLike,
+    num_classes: int,
+    split: str = "training",
+    *,
+    label_map: str | Mapping[Any, Any] | None = None,
+    ignore_index: int | None = None,
+    progress: bool = False,
+) -> ClassCounts:
+    """Count pixels per class over the labels of one datalist split, one case at a time.
+
+    Args:
+        datalist_path: decathlon-style datalist (paths relative to it).
+        num_classes: ``K`` (>= 2).
+        split: the list to count (``"training"`` for margin calibration).
+        label_map: the training's label mapping (``MapLabels`` preset, table or inline string); ``None`` counts
+            the stored values.
+        ignore_index: label value (after mapping) to leave out, e.g. 255.
+        progress: show a progress bar over cases.
+
+    Returns:
+        :class:`ClassCounts` with int64 counts.
+
+    Raises:
+        ValueError: bad arguments, an empty split, an unreadable label or out-of-range values (names the file).
+        FileNotFoundError: the datalist or a label file is missing.
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 2:
+        raise ValueError(f"num_classes: got {num_classes!r}; give the number of classes K >= 2 (background counts)")
+    mapper = None
+    if label_map is not None:
+        from medseg.transforms.labels import resolve_label_map
+
+        mapper = resolve_label_map(label_map, ignore_index=ignore_index)
+    paths = _label_paths(Path(datalist_path), split)
+    total = np.zeros(int(num_classes), dtype=np.int64)
+    ignored = 0
+    for path in tqdm(paths, desc=f"counting {split}", unit="case", disable=not progress):
+        label = read_label(path)
+        counts, n_ign = count_label_array(
+            label, int(num_classes), mapper=mapper, ignore_index=ignore_index, source=path
+        )
+        total += counts
+        ignored += n_ign
+        del label
+    logger.info("counted %d cases of %s: %s (%d ignored)", len(paths), split, total.tolist(), ignored)
+    return ClassCounts(total, len(paths), ignored)
+
+
+def compute_stats(
+    datalist_path: PathLike,
+    num_classes: int,
+    *,
+    split: str = "training",
+    tau: float = 10.0,
+    v: float = 1.0,
+    label_map: str | Mapping[Any, Any] | None = None,
+    ignore_index: int | None = None,
+    progress: bool = False,
+    **offset_options: Any,
+) -> dict[str, Any]:
+    """Class counts of a split plus the margin-calibration offsets: the ``stats.json`` document.
+
+    Args:
+        datalist_path: decathlon-style datalist.
+        num_classes: ``K``.
+        split: the split to count.
+        tau: τ of Algorithm 1 (Yu et al., IJCV 2021; default 10).
+        v: ν of Algorithm 1 (default 1).
+        label_map: the training's label mapping (see :func:`count_classes`).
+        ignore_index: label value excluded from the counts.
+        progress: show a progress bar.
+        **offset_options: passed to :func:`medseg.losses.margin_offsets` (e.g. its option for classes without
+            pixels).
+
+    Returns:
+        ``{"num_classes", "class_counts", "num_pixels", "tau", "v", "rho_neg", "rho_pos", "num_cases", "split",
+        "datalist"}`` with JSON-ready values.
+
+    Raises:
+        ValueError: as :func:`count_classes`; a class with no pixels (names the class) unless ``offset_options``
+            tell ``margin_offsets`` how to treat it; invalid ``tau``/``v``.
+    """
+    if not (np.isfinite(tau) and tau > 0):
+        raise ValueError(f"tau: got {tau!r}; give a positive finite margin scale (the paper uses 10)")
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"v: got {v!r}; give a positive finite ν (the paper uses 1)")
+    result = count_classes(
+        datalist_path, num_classes, split, label_map=label_map, ignore_index=ignore_index, progress=progress
+    )
+    counts = result.counts
+    empty = [k for k in range(len(counts)) if counts[k] == 0]
+    if empty and not offset_options:
+        raise ValueError(
+            f"class(es) {empty} have no pixels in split {split!r} of {datalist_path} (counts {counts.tolist()}): "
+            "margin offsets are undefined for them (ρ_0k divides by N_k). Check --num-classes and --label-map; "
+            "if the class is truly absent, use margin_offsets' option for empty classes"
+        )
+    from medseg.losses import margin_offsets
+
+    rho_neg, rho_pos = margin_offsets(counts, tau=float(tau), v=float(v), **offset_options)
+    return {
+        "num_classes": int(num_classes),
+        "class_counts": [int(c) for c in counts],
+        "num_pixels": result.num_pixels,
+        "tau": float(tau),
+        "v": float(v),
+        "rho_neg": [float(x) for x in np.asarray(rho_neg, dtype=np.float64).reshape(-1)],
+        "rho_pos": [float(x) for x in np.asarray(rho_pos, dtype=np.float64).reshape(-1)],
+        "num_cases": result.num_cases,
+        "split": split,
+        "datalist": str(datalist_path),
+    }
+
+
+def write_stats(path: PathLike, stats: Mapping[str, Any]) -> Path:
+    """Write a ``stats.json`` document atomically and return its path."""
+    out = Path(path)
+    write_json(out, dict(stats))
+    return out
