@@ -14,7 +14,7 @@ from medseg.training.handlers import (
     load_pretrained,
 )
 from medseg.training.losses import MC_FAMILY, build_loss, load_class_stats
-from medseg.training.metrics import LossMetric
+from medseg.training.metrics import LossMetric, validation_metrics
 from medseg.training.preflight import preflight
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "plot_curves",
     "preflight",
     "read_history",
+    "validation_metrics",
 ]

@@ -38,9 +38,7 @@ def _state_dicts(objects: Mapping[str, Any]) -> dict[str, Any]:
     for key, obj in objects.items():
         if obj is None:
             continue
-        module = (
-            getattr(obj, "module", obj) if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
-        )
+        module = getattr(obj, "module", obj) if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
         out[key] = module.state_dict()
     return out
 
@@ -81,9 +79,7 @@ class AtomicCheckpointSaver:
         tag: str = "",
     ) -> None:
         if network_key not in save_dict:
-            raise ValueError(
-                f"save_dict must contain the network under {network_key!r}; got keys {list(save_dict)}"
-            )
+            raise ValueError(f"save_dict must contain the network under {network_key!r}; got keys {list(save_dict)}")
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.network_key = network_key
@@ -205,9 +201,7 @@ class ResumeFromCheckpoint:
         logger.warning("resumed from %s at epoch %d", self.checkpoint, engine.state.epoch)
 
 
-def load_pretrained(
-    network: torch.nn.Module, checkpoint: PathLike | None, strict: bool = True
-) -> torch.nn.Module:
+def load_pretrained(network: torch.nn.Module, checkpoint: PathLike | None, strict: bool = True) -> torch.nn.Module:
     """Load network weights from ``checkpoint`` (the papers' CE pre-training stage), or do nothing for ``None``.
 
     Accepts a bare state dict (``model.pt``) or a resume file (``last.pt``, its ``network`` entry).

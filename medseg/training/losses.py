@@ -42,14 +42,10 @@ def load_class_stats(stats_file: PathLike | None, num_classes: int) -> dict[str,
     try:
         stats = json.loads(Path(stats_file).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"stats_file {str(stats_file)!r} is not valid JSON: {err}; rerun `medseg-data stats`"
-        ) from err
+        raise ValueError(f"stats_file {str(stats_file)!r} is not valid JSON: {err}; rerun `medseg-data stats`") from err
     counts = stats.get("class_counts") if isinstance(stats, dict) else None
     if not isinstance(counts, list):
-        raise ValueError(
-            f"stats_file {str(stats_file)!r} has no 'class_counts' list; rerun `medseg-data stats`"
-        )
+        raise ValueError(f"stats_file {str(stats_file)!r} has no 'class_counts' list; rerun `medseg-data stats`")
     if len(counts) != num_classes or stats.get("num_classes", len(counts)) != num_classes:
         raise ValueError(
             f"stats_file {str(stats_file)!r} holds counts for {len(counts)} classes but the network predicts "
@@ -95,9 +91,7 @@ def build_loss(
         kwargs.setdefault("v", float(stats.get("v", 1.0)) if v is None else float(v))
         return factory(class_counts=counts.tolist(), **kwargs)
     if tau is not None or v is not None:
-        raise ValueError(
-            f"tau/v apply only to the margin-calibration losses {MC_FAMILY}, not to loss {name!r}"
-        )
+        raise ValueError(f"tau/v apply only to the margin-calibration losses {MC_FAMILY}, not to loss {name!r}")
     if stats_file is not None:
         logger.debug("loss %r does not use class statistics; stats_file %s not read", name, stats_file)
     return factory(**kwargs)

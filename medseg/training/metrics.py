@@ -11,7 +11,7 @@ from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 
 from medseg.losses._input import as_plain_tensor
 
-__all__ = ["LossMetric"]
+__all__ = ["LossMetric", "validation_metrics"]
 
 
 def _items(x: Any) -> list[torch.Tensor]:
@@ -59,3 +59,35 @@ class LossMetric(Metric):  # type: ignore[misc]
         if int(self._num) == 0:
             raise RuntimeError("LossMetric needs at least one item before compute()")
         return float(self._sum / self._num)
+
+
+def validation_metrics(
+    num_classes: int,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    ignore_index: int | None = None,
+    prefix: str = "val_",
+) -> dict[str, Metric]:
+    """The validation metrics every medseg bundle reports, sharing one confusion matrix per epoch.
+
+    Keys (with ``prefix``): ``miou`` (dataset-level mIoU, background included: the papers' definition and the
+    key metric that selects ``model.pt``), ``miou_fg`` (without background), ``mdice``, ``pixel_accuracy``,
+    ``iou_<k>`` per class and, when ``loss_fn`` is given, ``loss`` (the training loss on validation data, for the
+    generalisation gap of 002_1f3568bddcc5ea2b.txt Fig. 2).
+    """
+    from monai.handlers import from_engine
+
+    from medseg.evaluation import confusion_metrics
+
+    names = {
+        "miou": "mean_iou",
+        "miou_fg": "mean_iou_foreground",
+        "mdice": "mean_dice",
+        "pixel_accuracy": "pixel_accuracy",
+        **{f"iou_{k}": f"iou_{k}" for k in range(num_classes)},
+    }
+    shared = confusion_metrics(num_classes, names=tuple(names.values()), ignore_index=ignore_index)
+    out: dict[str, Metric] = {prefix + ours: shared[theirs] for ours, theirs in names.items()}
+    if loss_fn is not None:
+        out[prefix + "loss"] = LossMetric(loss_fn, output_transform=from_engine(["pred", "label"]))
+    return out
