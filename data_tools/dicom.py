@@ -706,13 +706,13 @@ def _load_volume(geometry: SeriesGeometry, *, progress: bool = False) -> npt.NDA
     return volume
 
 
-def _best_dtype(volume: npt.NDArray[np.floating[Any]]) -> npt.DTypeLike:
+def _best_dtype(volume: npt.NDArray[np.floating[Any]], integral: bool = False) -> npt.DTypeLike:
     """The smallest lossless type for the rescaled values.
 
     int16 when every value is an integer in int16 range, int32 for larger integers (the float32 buffer holds
     integers exactly up to 2**24), float32 otherwise (non-integer slope or intercept).
     """
-    if not np.all(np.mod(volume, 1) == 0):
+    if not integral and not np.array_equal(volume, np.rint(volume)):
         return np.float32
     lo, hi = float(volume.min()), float(volume.max())
     if lo >= -32768 and hi <= 32767:
@@ -1056,7 +1056,11 @@ def convert_series(
     sources: list[int | None] = list(range(len(geometry.slices)))
     if not geometry.uniform:
         volume, sources = _resample_uniform(volume, geometry)
-    dtype = np.dtype(_best_dtype(volume))
+    # Integer stored values with an integer slope and intercept give integers; otherwise check the values.
+    integral = geometry.uniform and all(
+        float(s.slope).is_integer() and float(s.intercept).is_integer() for s in geometry.slices
+    )
+    dtype = np.dtype(_best_dtype(volume, integral))
     data = volume.astype(dtype) if dtype != volume.dtype else volume
     affine = geometry.affine_ras()
     stem = name or output_name(series, deidentify=deidentify)

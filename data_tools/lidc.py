@@ -319,13 +319,15 @@ def lidc_masks(read: LidcRead, reference: ReferenceVolume, *, agreement: int | N
         reader_mask = np.zeros(shape, dtype=bool)
         nodule_summaries = []
         for nodule in reader.nodules:
-            nodule_mask = np.zeros(shape, dtype=bool)
+            nodule_mask: npt.NDArray[np.bool_] | None = None  # allocated at the first ROI inside the volume
             in_volume = 0
             for roi in sorted(nodule.rois, key=lambda r: not r.inclusion):  # inclusions first, then holes
                 vox = mapper.voxels(roi)
                 if vox is None:
                     continue
                 in_volume += 1
+                if nodule_mask is None:
+                    nodule_mask = np.zeros(shape, dtype=bool)
                 what = f"reader {reader.index}, {nodule.nodule_id}, slice z={roi.z} ({roi.sop_uid})"
                 if len(vox) == 1:
                     idx = np.rint(vox[0]).astype(int)
@@ -348,14 +350,15 @@ def lidc_masks(read: LidcRead, reference: ReferenceVolume, *, agreement: int | N
                 else:
                     hole = _polygon(plane, size, outline=True) & ~_edge(plane, size)
                     nodule_mask[tuple(sl)] &= ~hole
-            reader_mask |= nodule_mask
+            if nodule_mask is not None:
+                reader_mask |= nodule_mask
             nodule_summaries.append(
                 {
                     "nodule_id": nodule.nodule_id,
                     "small": nodule.is_small,
                     "rois": len(nodule.rois),
                     "rois_in_volume": in_volume,
-                    "voxels": int(nodule_mask.sum()),
+                    "voxels": 0 if nodule_mask is None else int(nodule_mask.sum()),
                     "characteristics": nodule.characteristics,
                 }
             )
