@@ -623,9 +623,9 @@ def series_geometry(slices: Sequence[SliceHeader], *, name: str = "series") -> S
             problems.append(f"irregular step {st:.3f} mm {where}; spacing elsewhere {step:.3f} mm")
     if float(off_line.max()) > tol:
         worst = int(np.argmax(off_line))
-        problems.append(
-            f"slice {sorted_slices[worst].path.name} lies {off_line[worst]:.3f} mm off the line through the first "
-            "and last slice positions"
+        raise SeriesError(
+            f"{name}: slice {sorted_slices[worst].path.name} lies {off_line[worst]:.3f} mm off the line through the "
+            "first and last slice positions; the slices do not stack into one volume (mixed acquisitions?)"
         )
     return SeriesGeometry(
         slices=sorted_slices,

@@ -200,6 +200,14 @@ def test_irregular_spacing_is_reported(tmp_path: Path) -> None:
     assert "irregular step" in report.failed[0].reason
 
 
+def test_slices_off_one_line_are_an_error(tmp_path: Path) -> None:
+    spec = write_ct_series(tmp_path / "in", n_slices=4, seed=1, prefix="a")
+    write_ct_series(tmp_path / "in", n_slices=1, seed=2, prefix="b", series_uid=spec.series_uid, origin=(0, -20, 40))
+    report = dicom_to_nifti(tmp_path / "in", tmp_path / "out", allow_nonuniform=True)
+    assert not report.converted
+    assert "off the line" in report.failed[0].reason
+
+
 def test_deidentify_removes_identifying_values(tmp_path: Path) -> None:
     src = tmp_path / "PID-98765_Doe"
     spec = write_ct_series(src, description="Doe PID-98765 chest 19600214")
