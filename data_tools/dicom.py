@@ -128,7 +128,7 @@ def uid_digest(uid: str) -> str:
 
     Example:
         >>> uid_digest("1.2.3")[:12]
-        'sha256:e1a6d'
+        'sha256:c47f5'
     """
     return "sha256:" + hashlib.sha256(uid.strip().encode("ascii", "replace")).hexdigest()[:32]
 
