@@ -263,3 +263,16 @@ def test_workers_give_identical_results(tmp_path: Path) -> None:
     assert (tmp_path / "one_cases.csv").read_text() == (tmp_path / "two_cases.csv").read_text()
     assert math.isfinite(one["dataset"]["mean_iou"])
     assert ev.AFFINE_ATOL > 0
+
+
+def test_real_covid_masks_binary_vs_multiclass(shared_data: Path, tmp_path: Path) -> None:
+    """The 50 real Inf-Net slices: (gt_binary > 0) == (gt_multiclass > 0) holds (data README), so mapping
+    255 -> 1 (binary) and 2 -> 1 (consolidation) must give a perfect score on every slice."""
+    root = shared_data / "covid19_ct_infection_medseg_infnet"
+    s = evaluate_folders(
+        root / "gt_binary", root / "gt_multiclass", 2, out=tmp_path / "s.json", label_map={255: 1, 2: 1}
+    )
+    assert s["num_cases"] == 50
+    assert s["dataset"]["mean_iou"] == 1.0
+    assert s["per_case"]["dice_1"]["n"] == 50  # no mask is empty
+    assert s["per_case"]["hd95_1"]["mean"] == 0.0

@@ -52,14 +52,16 @@ def test_empty_mask_conventions(has_pred: bool, has_label: bool, expected: str) 
 
 
 @pytest.mark.parametrize("ndim", [2, 3])
-def test_matches_monai_compute_functions(ndim: int) -> None:
+@pytest.mark.parametrize("touch_border", [False, True], ids=["inside", "touching-border"])
+def test_matches_monai_compute_functions(ndim: int, touch_border: bool) -> None:
+    """Independent implementation check: MONAI's own HD95 and symmetric ASD on the same masks."""
     from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
     rng = np.random.default_rng(ndim)
     shape = (20, 18) if ndim == 2 else (14, 12, 10)
     spacing = (0.7, 1.3) if ndim == 2 else (0.8, 1.0, 2.5)
     grid = np.indices(shape)
-    centre = np.array(shape) / 2
+    centre = np.zeros(ndim) if touch_border else np.array(shape) / 2
     r = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True)))
     label = r < 5.0
     pred = (r < 4.0) | (rng.random(shape) < 0.02)  # smaller blob plus a few outliers
