@@ -125,7 +125,7 @@ def _check_image(path: str, img: LoadedArray, problems: list[Problem]) -> None:
             return
     lo, hi = a.min(), a.max()
     if lo == hi:
-        problems.append(Problem(path, "constant", f"every pixel is {lo!r} (shape {a.shape})"))
+        problems.append(Problem(path, "constant", f"every pixel is {lo.item()!r} (shape {a.shape})"))
 
 
 def _label_array(path: str, lbl: LoadedArray, problems: list[Problem]) -> np.ndarray | None:
@@ -290,12 +290,11 @@ def check_datalist(
     for split, index, entry in tqdm(entries, desc="check", unit="case", disable=not progress):
         image_path = _first_path(entry["image"])
         where = f"{split}[{index}]"
-        if image_path in first_seen:
+        if image_path in first_seen:  # reported, then checked like any entry (its label may differ)
             report.problems.append(
                 Problem(image_path, "duplicate", f"listed in {first_seen[image_path]} and again in {where}")
             )
-            continue
-        first_seen[image_path] = where
+        first_seen.setdefault(image_path, where)
         images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
         loaded_images: list[tuple[str, LoadedArray]] = []
         for p in images:
@@ -319,5 +318,6 @@ def check_datalist(
             _check_geometry(p, img, label_path, lbl, arr, report.problems)
         del lbl, arr, loaded_images
     report.files = len(files)
+    report.problems = list(dict.fromkeys(report.problems))  # a file listed twice reports its problems once
     logger.info("%s", report.summary())
     return report

@@ -219,9 +219,15 @@ def split_entries(
         names = sorted(members, key=natural_key)
         random.Random(seed).shuffle(names)
         sizes = assign_sizes(len(names), fractions, counts)
-        needed = sum(1 for s in sizes if s > 0)
-        if len(names) < needed:
-            raise ValueError(f"only {len(names)} {by} group(s) for {needed} non-empty splits; use fewer splits")
+        requested = counts if counts is not None else (fractions or DEFAULT_FRACTIONS)
+        for split_name, size, want in zip(SPLITS, sizes, requested, strict=True):
+            if want > 0 and size == 0:
+                logger.warning(
+                    "%s split is empty: only %d %s group(s) to share out; give --counts or more data",
+                    split_name,
+                    len(names),
+                    by,
+                )
         start = 0
         groups = {}
         for name, size in zip(SPLITS, sizes, strict=True):

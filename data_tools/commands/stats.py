@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'src:dst,...', a JSON object or a JSON file (default: stored values)",
     )
     parser.add_argument("--ignore-index", type=int, default=None, help="label value left out of the counts")
+    parser.add_argument(
+        "--empty",
+        choices=("error", "zero"),
+        default="error",
+        help="a class without pixels: error, or zero offsets for it",
+    )
     parser.add_argument("--out", type=Path, required=True, help="stats.json to write (atomically)")
 
 
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         v=args.v,
         label_map=args.label_map,
         ignore_index=args.ignore_index,
+        empty=args.empty,
         progress=progress_enabled(args),
     )
     out = write_stats(args.out, stats)

@@ -33,7 +33,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -279,8 +279,8 @@ def compute_stats(
     v: float = 1.0,
     label_map: str | Mapping[Any, Any] | None = None,
     ignore_index: int | None = None,
+    empty: Literal["error", "zero"] = "error",
     progress: bool = False,
-    **offset_options: Any,
 ) -> dict[str, Any]:
     """Class counts of a split plus the margin-calibration offsets: the ``stats.json`` document.
 
@@ -292,44 +292,47 @@ def compute_stats(
         v: ν of Algorithm 1 (default 1).
         label_map: the training's label mapping (see :func:`count_classes`).
         ignore_index: label value excluded from the counts.
+        empty: what :func:`medseg.losses.margin_offsets` does for a class without pixels: ``"error"`` (default)
+            raises, naming the class; ``"zero"`` gives it zero offsets (plain margin log-loss for that class).
         progress: show a progress bar.
-        **offset_options: passed to :func:`medseg.losses.margin_offsets` (e.g. its option for classes without
-            pixels).
 
     Returns:
         ``{"num_classes", "class_counts", "num_pixels", "tau", "v", "rho_neg", "rho_pos", "num_cases", "split",
         "datalist"}`` with JSON-ready values.
 
     Raises:
-        ValueError: as :func:`count_classes`; a class with no pixels (names the class) unless ``offset_options``
-            tell ``margin_offsets`` how to treat it; invalid ``tau``/``v``.
+        ValueError: as :func:`count_classes`; a class with no pixels (names the class) unless
+            ``empty="zero"``; invalid ``tau``/``v``/``empty``.
     """
     if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau: got {tau!r}; give a positive finite margin scale (the paper uses 10)")
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"v: got {v!r}; give a positive finite ν (the paper uses 1)")
+    if empty not in ("error", "zero"):
+        raise ValueError(f"empty: got {empty!r}; allowed: 'error' (default) or 'zero'")
     result = count_classes(
         datalist_path, num_classes, split, label_map=label_map, ignore_index=ignore_index, progress=progress
     )
     counts = result.counts
-    empty = [k for k in range(len(counts)) if counts[k] == 0]
-    if empty and not offset_options:
+    absent = [k for k in range(len(counts)) if counts[k] == 0]
+    if absent and empty == "error":
         raise ValueError(
-            f"class(es) {empty} have no pixels in split {split!r} of {datalist_path} (counts {counts.tolist()}): "
-            "margin offsets are undefined for them (ρ_0k divides by N_k). Check --num-classes and --label-map; "
-            "if the class is truly absent, use margin_offsets' option for empty classes"
+            f"class(es) {absent} have no pixels in split {split!r} of {datalist_path} (counts "
+            f"{counts.tolist()}): margin offsets are undefined for them (ρ_0k = τ√(N−N_k)/N_k divides by N_k). "
+            "Check --num-classes and --label-map; if the class is truly absent from this split, pass "
+            "--empty zero (zero offsets for it)"
         )
     from medseg.losses import margin_offsets
 
-    rho_neg, rho_pos = margin_offsets(counts, tau=float(tau), v=float(v), **offset_options)
+    rho_neg, rho_pos = margin_offsets(counts, tau=float(tau), v=float(v), empty=empty)
     return {
         "num_classes": int(num_classes),
         "class_counts": [int(c) for c in counts],
         "num_pixels": result.num_pixels,
         "tau": float(tau),
         "v": float(v),
-        "rho_neg": [float(x) for x in np.asarray(rho_neg, dtype=np.float64).reshape(-1)],
-        "rho_pos": [float(x) for x in np.asarray(rho_pos, dtype=np.float64).reshape(-1)],
+        "rho_neg": [float(x) for x in np.asarray(rho_neg.tolist(), dtype=np.float64).reshape(-1)],
+        "rho_pos": [float(x) for x in np.asarray(rho_pos.tolist(), dtype=np.float64).reshape(-1)],
         "num_cases": result.num_cases,
         "split": split,
         "datalist": str(datalist_path),
