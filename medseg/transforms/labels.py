@@ -337,6 +337,9 @@ class MapLabelsd(MapTransform):
         super().__init__(keys, allow_missing_keys)
         self.mapper = MapLabels(mapping, default=default, ignore_index=ignore_index, dtype=dtype)
 
+    def __repr__(self) -> str:
+        return f"MapLabelsd(keys={list(self.keys)}, {self.mapper!r})"
+
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         for key in self.key_iterator(d):
