@@ -1,0 +1,159 @@
+"""Predict with a MONAI bundle's ``configs/inference.json`` (the ids it must provide: see :mod:`medseg.inference`).
+
+``medseg predict --bundle DIR`` and ``python -m monai.bundle run --config_file DIR/configs/inference.json``
+build the same :class:`~medseg.inference.Predictor`, :class:`~medseg.inference.Preprocessing` and
+:class:`~medseg.inference.MaskWriter` from the same ids and call the same :func:`~medseg.inference.predict_files`,
+so they write identical masks.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medseg.inference.api import INPUT_ERRORS, PredictionReport, predict_files, root_cause
+from medseg.inference.predictor import Predictor
+from medseg.inference.preprocessing import Preprocessing
+from medseg.inference.writers import MaskWriter
+from medseg.typing import PathLike
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["INFERENCE_CONFIG", "BundleInference", "load_bundle", "predict_with_bundle"]
+
+#: Where a bundle keeps its inference config, relative to the bundle folder.
+INFERENCE_CONFIG = Path("configs") / "inference.json"
+
+
+@dataclass
+class BundleInference:
+    """The inference objects of a bundle, parsed from its ``inference.json``."""
+
+    predictor: Predictor
+    preprocessing: Preprocessing
+    writer: MaskWriter
+    config_file: Path
+    bundle_root: Path
+
+
+def _parsed(parser: Any, key: str, bundle: Path) -> Any:
+    try:
+        return parser.get_parsed_content(key)
+    except Exception as err:
+        cause = root_cause(err)
+        message = " ".join(str(cause).split())
+        if isinstance(cause, FileNotFoundError):
+            raise FileNotFoundError(f"bundle {bundle}: {message}") from err
+        if isinstance(cause, INPUT_ERRORS):
+            raise ValueError(f"bundle {bundle}: cannot build {key!r}: {message}") from err
+        raise
+
+
+def load_bundle(
+    bundle_dir: PathLike,
+    *,
+    ckpt: PathLike | None = None,
+    device: str | None = None,
+    tta: bool | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> BundleInference:
+    """Parse ``bundle_dir/configs/inference.json`` and build its predictor, preprocessing and writer.
+
+    Args:
+        bundle_dir: the bundle folder.
+        ckpt: weights to use instead of the bundle's (sets ``predictor#checkpoint`` and ``ckpt_path``).
+        device: ``"cpu"`` or ``"cuda"``, overriding the bundle's (``device`` and ``predictor#device``).
+        tta: turn flip test-time augmentation on or off (``predictor#tta``); ``None`` keeps the bundle's.
+        overrides: further ``{id: value}`` config overrides (MONAI ``#`` id syntax).
+
+    Returns:
+        The parsed objects.
+
+    Raises:
+        FileNotFoundError: missing bundle folder, config, or weights.
+        ValueError: a config that lacks ``predictor`` or builds objects of the wrong type.
+    """
+    from monai.bundle import ConfigParser
+
+    bundle = Path(bundle_dir)
+    config_file = bundle / INFERENCE_CONFIG
+    if not bundle.is_dir():
+        raise FileNotFoundError(f"bundle {bundle}: no such folder")
+    if not config_file.is_file():
+        raise FileNotFoundError(f"bundle {bundle}: {INFERENCE_CONFIG} not found; is this a MONAI bundle folder?")
+    parser = ConfigParser()
+    try:
+        parser.read_config(str(config_file))
+    except Exception as err:
+        raise ValueError(f"bundle {bundle}: cannot read {INFERENCE_CONFIG}: {' '.join(str(err).split())}") from err
+    meta = bundle / "configs" / "metadata.json"
+    if meta.is_file():
+        parser.read_meta(str(meta))
+    if "predictor" not in parser or not isinstance(parser["predictor"], dict):
+        raise ValueError(
+            f"bundle {bundle}: {INFERENCE_CONFIG} must define 'predictor' as a component "
+            '({"_target_": "medseg.inference.Predictor", "network": "@network_def", ...})'
+        )
+    parser["bundle_root"] = str(bundle)
+    if device is not None:
+        if "device" in parser:
+            parser["device"] = device
+        parser["predictor#device"] = device
+    if tta is not None:
+        parser["predictor#tta"] = bool(tta)
+    if ckpt is not None:
+        if "ckpt_path" in parser:
+            parser["ckpt_path"] = str(ckpt)
+        parser["predictor#checkpoint"] = str(ckpt)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"monai\.")
+        predictor = _parsed(parser, "predictor", bundle)
+        preprocessing = _parsed(parser, "preprocessing", bundle) if "preprocessing" in parser else Preprocessing()
+        writer = _parsed(parser, "writer", bundle) if "writer" in parser else MaskWriter()
+    for key, obj, cls in (
+        ("predictor", predictor, Predictor),
+        ("preprocessing", preprocessing, Preprocessing),
+        ("writer", writer, MaskWriter),
+    ):
+        if not isinstance(obj, cls):
+            raise ValueError(
+                f"bundle {bundle}: '{key}' must build a medseg.inference.{cls.__name__}, got {type(obj).__name__}"
+            )
+    return BundleInference(predictor, preprocessing, writer, config_file, bundle)
+
+
+def predict_with_bundle(
+    bundle_dir: PathLike,
+    inputs: list[PathLike],
+    output_dir: PathLike,
+    *,
+    ckpt: PathLike | None = None,
+    device: str | None = None,
+    tta: bool | None = None,
+    overwrite: bool = False,
+    save_probabilities: bool | None = None,
+    progress: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> PredictionReport:
+    """:func:`load_bundle` then :func:`~medseg.inference.predict_files` (``medseg predict --bundle``).
+
+    ``save_probabilities`` overrides the bundle writer's setting when not ``None``; the other arguments are
+    those of :func:`load_bundle` and :func:`~medseg.inference.predict_files`.
+    """
+    loaded = load_bundle(bundle_dir, ckpt=ckpt, device=device, tta=tta, overrides=overrides)
+    if save_probabilities is not None:
+        loaded.writer.save_probabilities = bool(save_probabilities)
+    return predict_files(
+        inputs,
+        output_dir,
+        loaded.predictor,
+        preprocessing=loaded.preprocessing,
+        writer=loaded.writer,
+        overwrite=overwrite,
+        progress=progress,
+    )
