@@ -193,10 +193,35 @@ def surface_metrics_per_class(
         raise ValueError(f"pred and label must have the same shape, got {pred.shape} and {label.shape}")
     hd = np.full(len(classes), np.nan)
     asd = np.full(len(classes), np.nan)
+    # One pass per array finds every class's bounding box, so each class is compared only inside its own box
+    # (plus a 1-voxel margin, which keeps the boundaries identical) instead of over the whole volume: a CT with
+    # 100 small organs costs about two passes instead of 200.
+    boxes_p, boxes_g = _class_boxes(pred, classes), _class_boxes(label, classes)
     for i, c in enumerate(classes):
-        pm, gm = pred == c, label == c
+        crop: tuple[slice, ...] = tuple(slice(None) for _ in pred.shape)
+        if boxes_p is not None and boxes_g is not None:
+            bp, bg = boxes_p.get(c), boxes_g.get(c)
+            if bp is None and bg is None:
+                continue  # absent from both: undefined (NaN)
+            both = [b for b in (bp, bg) if b is not None]
+            crop = tuple(
+                slice(max(min(b[a].start for b in both) - 1, 0), max(b[a].stop for b in both) + 1)
+                for a in range(pred.ndim)
+            )
+        pm, gm = pred[crop] == c, label[crop] == c
         if ignore_mask is not None:
-            pm &= ~ignore_mask
-            gm &= ~ignore_mask
+            pm &= ~ignore_mask[crop]
+            gm &= ~ignore_mask[crop]
         hd[i], asd[i] = surface_distances(pm, gm, spacing, percentile=percentile)
     return hd, asd
+
+
+def _class_boxes(arr: npt.NDArray[Any], classes: Sequence[int]) -> dict[int, tuple[slice, ...]] | None:
+    """Bounding box of each positive class value (absent classes missing); None if find_objects cannot apply."""
+    if not classes or arr.dtype.kind not in "iub" or arr.size == 0 or min(classes) <= 0:
+        return None
+    lo = arr.min()
+    if lo < 0:
+        return None
+    objs = ndimage.find_objects(arr if arr.dtype.kind != "b" else arr.astype(np.uint8), max_label=max(classes))
+    return {c: objs[c - 1] for c in classes if c - 1 < len(objs) and objs[c - 1] is not None}

@@ -111,3 +111,25 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
         surface_distances(np.ones((3, 3), bool), np.ones((3, 3), bool), **kwargs)
     with pytest.raises(ValueError, match="same shape"):
         surface_distances(np.ones((3, 3), bool), np.ones((3, 4), bool))
+
+
+def test_per_class_boxes_equal_full_volume_computation() -> None:
+    """The bounding-box shortcut must not change any number: compare with whole-volume masks per class."""
+    rng = np.random.default_rng(11)
+    shape = (16, 14, 9)
+    grid = np.indices(shape)
+    label = np.zeros(shape, np.uint8)
+    pred = np.zeros(shape, np.uint8)
+    for c in range(1, 6):
+        centre = rng.uniform(0, shape)
+        r = np.sqrt(sum((g - x) ** 2 for g, x in zip(grid, centre, strict=True)))
+        label[r < rng.uniform(2, 5)] = c
+        pred[np.roll(r, int(rng.integers(-2, 3)), axis=int(rng.integers(0, 3))) < rng.uniform(2, 5)] = c
+    pred[0, 0, 0] = 4  # a stray voxel far from class 4's blob, at the volume corner
+    classes = [1, 2, 3, 4, 5, 6]  # class 6 absent from both
+    ignore = rng.random(shape) < 0.05
+    hd, asd = surface_metrics_per_class(pred, label, classes, (0.9, 1.1, 2.0), ignore_mask=ignore)
+    for i, c in enumerate(classes):
+        ref = surface_distances((pred == c) & ~ignore, (label == c) & ~ignore, (0.9, 1.1, 2.0))
+        np.testing.assert_allclose([hd[i], asd[i]], ref, rtol=1e-12)
+    assert math.isnan(hd[5])
