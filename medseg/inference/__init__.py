@@ -60,7 +60,8 @@ For ``python -m monai.bundle run --config_file configs/inference.json --bundle_r
 --input_paths "['scan.nii.gz']" --output_dir OUT``:
 
 ``bundle_root`` (``"."``), ``input_paths`` (``[]``), ``output_dir``, ``overwrite`` (``false``), and
-``"imports": ["$import medseg.inference"]`` with::
+``"imports": ["$import medseg", "$import medseg.inference"]`` (MONAI binds ``import a.b`` to the name
+``a.b``, so ``medseg`` itself must be imported too) with::
 
     "run": "$medseg.inference.run_inference(@input_paths, @output_dir, @predictor,
             preprocessing=@preprocessing, writer=@writer, overwrite=@overwrite)"
@@ -140,7 +141,7 @@ def inference_config(
         ([64, 64], "$@bundle_root + '/models/model.pt'")
     """
     return {
-        "imports": ["$import medseg.inference"],
+        "imports": ["$import medseg", "$import medseg.inference"],
         "bundle_root": ".",
         "ckpt_path": "$@bundle_root + '/models/model.pt'",
         "device": device,
