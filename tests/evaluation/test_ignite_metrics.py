@@ -133,3 +133,15 @@ def test_bad_shapes_and_arguments() -> None:
         ConfusionMatrixMetric(3, class_names=["a"])
     with pytest.raises(ValueError, match="background_index"):
         ConfusionMatrixMetric(3, background_index=3)
+
+
+@pytest.mark.gpu
+def test_accumulates_on_cuda() -> None:
+    batches = [(logits.cuda(), y.cuda()) for logits, y in make_batches(seed=9)]
+    metric = ConfusionMatrixMetric(3, device="cuda")
+    for b in batches:
+        metric.update(b)
+    assert metric.matrix.device.type == "cuda"
+    ref = reference_matrix([(logits.cpu(), y.cpu()) for logits, y in batches], 3)
+    np.testing.assert_array_equal(metric.matrix.cpu().numpy(), ref)
+    assert metric.compute()["mean_iou"] == pytest.approx(mean_iou(ref))
