@@ -18,8 +18,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import monai.losses
 import torch
+from monai.losses.dice import DiceLoss as MonaiDiceLoss
+from monai.losses.dice import GeneralizedDiceLoss as MonaiGeneralizedDiceLoss
+from monai.losses.tversky import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 
 from medseg.losses._checks import check_choice, check_flag, check_nonneg
@@ -105,7 +107,7 @@ class DiceLoss(_MonaiRegionLoss):
                 raise ValueError(
                     f"weight must be a non-negative number or a 1-D sequence of per-class weights, got {weight!r}"
                 )
-        self.core = monai.losses.DiceLoss(
+        self.core = MonaiDiceLoss(
             include_background=True,
             to_onehot_y=False,
             squared_pred=self.squared_pred,
@@ -162,7 +164,7 @@ class GeneralizedDiceLoss(_MonaiRegionLoss):
         self.smooth_nr = check_nonneg("smooth_nr", smooth_nr)
         self.smooth_dr = check_nonneg("smooth_dr", smooth_dr)
         self.w_type = check_choice("w_type", w_type, ("square", "simple", "uniform"))
-        self.core = monai.losses.GeneralizedDiceLoss(
+        self.core = MonaiGeneralizedDiceLoss(
             include_background=True,
             to_onehot_y=False,
             w_type=self.w_type,
@@ -225,7 +227,7 @@ class TverskyLoss(_MonaiRegionLoss):
         self.beta = check_nonneg("beta", beta)
         if self.alpha + self.beta == 0:
             raise ValueError("alpha and beta are both 0, so errors cost nothing; give at least one a positive value")
-        self.core = monai.losses.TverskyLoss(
+        self.core = MonaiTverskyLoss(
             include_background=True,
             to_onehot_y=False,
             alpha=self.alpha,

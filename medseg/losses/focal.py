@@ -11,9 +11,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import monai.losses
 import torch
 import torch.nn.functional as F
+from monai.losses.focal_loss import FocalLoss as MonaiFocalLoss
 from torch import nn
 
 from medseg.losses._checks import check_flag, check_ignore_index, check_nonneg, check_to_onehot_y
@@ -90,7 +90,7 @@ class FocalLoss(nn.Module):
         self.reduction = check_reduction(reduction)
         self.use_softmax = check_flag("use_softmax", use_softmax)
         self.ignore_index = check_ignore_index(ignore_index)
-        self.core = monai.losses.FocalLoss(
+        self.core = MonaiFocalLoss(
             include_background=self.include_background,
             to_onehot_y=False,
             gamma=self.gamma,

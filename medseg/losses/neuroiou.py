@@ -109,7 +109,7 @@ def neuroiou_statistics(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     include_background: bool = True,
     ignore_index: int | None = None,
@@ -171,7 +171,7 @@ def neuroiou_statistics(
 def sample_neuroiou_statistics(
     num_samples: int,
     *,
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,8 +181,8 @@ def sample_neuroiou_statistics(
     Exp(1)^1.5 weights, favouring uneven splits; in a share of cases one or two sets are empty, perfect
     predictions included), the fraction of the image the union covers (for ``normalize="pixels"``), and the mean
     value per set: the decision probability (in [0.5, 1], skewed towards 1 like a CE-trained model's) or the hinge
-    loss (in [0, 1) on TP, >= 1 on FP and FN, which is where those pixels' hinge losses lie). The target is the IoU
-    loss of the counts.
+    loss (in [0, 1) on TP, exactly 0 in 30 % of the samples, >= 1 on FP and FN, which is where those pixels'
+    hinge losses lie). The target is the IoU loss of the counts.
 
     Args:
         num_samples: how many pairs, >= 1.
@@ -214,7 +214,9 @@ def sample_neuroiou_statistics(
     counts[torch.arange(n), frac.argmax(1)] += short
     u = torch.rand(n, 3, generator=g, dtype=dt)
     if features == "hinge":
-        means = torch.stack([u[:, 0] ** 2, 1.0 + 2.0 * u[:, 1], 1.0 + 2.0 * u[:, 2]], dim=1)
+        confident = torch.rand(n, generator=g, dtype=dt) < 0.3  # every TP pixel beyond the margin: hinge 0
+        tp_hinge = torch.where(confident, torch.zeros_like(u[:, 0]), u[:, 0] ** 2)
+        means = torch.stack([tp_hinge, 1.0 + 2.0 * u[:, 1], 1.0 + 2.0 * u[:, 2]], dim=1)
     else:
         means = 1.0 - 0.5 * u**2
     sums = counts * means
@@ -236,7 +238,7 @@ def collect_neuroiou_statistics(
     model: nn.Module,
     data_loader: Iterable[Any],
     *,
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     include_background: bool = True,
     ignore_index: int | None = None,
@@ -352,7 +354,7 @@ class NeuroIoUSurrogate(nn.Module):
 
     def __init__(
         self,
-        features: Features = "prob6",
+        features: Features = "prob3",
         normalize: Normalize = "total",
         hidden: Sequence[int] = PAPER_HIDDEN,
         activation: str = "tanh",
@@ -503,7 +505,7 @@ def fit_neuroiou_surrogate_on_statistics(
     x: torch.Tensor,
     iou_loss: torch.Tensor,
     *,
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     hidden: Sequence[int] = PAPER_HIDDEN,
     activation: str = "tanh",
@@ -598,7 +600,7 @@ def fit_neuroiou_surrogate(
     model: nn.Module,
     data_loader: Iterable[Any],
     *,
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     include_background: bool = True,
     ignore_index: int | None = None,
@@ -679,7 +681,7 @@ def _default_surrogate_dict(features: str, normalize: str, num_samples: int, ste
 
 
 def default_neuroiou_surrogate(
-    features: Features = "prob6",
+    features: Features = "prob3",
     normalize: Normalize = "total",
     *,
     num_samples: int = 4096,
@@ -690,9 +692,9 @@ def default_neuroiou_surrogate(
 
     One hidden layer of 128 tanh units (the form of Eq. (4)) with random weights from the seed, and the output
     layer solved by ridge least squares on the sampled pairs (``steps=0``); a fraction of a second on a CPU and
-    the same weights on every run. On the default inputs (``"prob6"``, ``"total"``) its RMSE against the true IoU
-    loss of held-out sampled pairs is below 0.01; ``"prob3"`` carries less information (about 0.035) and
-    ``"hinge"`` much less (about 0.17), since sums of probabilities or hinge losses do not determine the counts.
+    the same weights on every run. Its RMSE against the true IoU loss of held-out sampled pairs is about 0.035
+    for ``"prob3"`` (sums of probabilities do not determine the counts), below 0.01 for ``"prob6"`` and about
+    0.17 for ``"hinge"``. The default inputs are ``"prob3"``: see the Note of :class:`NeuroIoULoss`.
 
     Args:
         features: see :func:`neuroiou_statistics`.
@@ -730,7 +732,7 @@ class NeuroIoULoss(nn.Module):
             :meth:`NeuroIoUSurrogate.save` (JSON, so a bundle config can name it), or ``None`` for
             :func:`default_neuroiou_surrogate` (fitted on sampled statistics at construction, deterministic).
         features: ``"prob3"`` | ``"prob6"`` | ``"hinge"``; with a surrogate given it must match it (or be
-            ``None``); default ``"prob6"``.
+            ``None``); default ``"prob3"`` (see the Note).
         normalize: ``"total"`` | ``"pixels"`` | ``"none"``; same rule; default ``"total"``.
         include_background: keep class 0 among the scored classes.
         ignore_index: label value whose pixels are left out.
@@ -754,6 +756,13 @@ class NeuroIoULoss(nn.Module):
           sampled default.
         * *Sets are hard.* TP/FP/FN come from the argmax, which has no gradient; the gradient flows through the
           summed values only, as in Eq. (5).
+        * *3 inputs by default, not 6.* With the six inputs the surrogate can decode the hard counts exactly
+          (:math:`|TP| = TP_{pr} / (TP_{pr}/|TP|)`), and the IoU loss is a function of the counts alone, so a
+          well-fitted 6-input surrogate is flat in the probabilities: in our checks the sampled 6-input surrogate
+          pushed a missed pixel the wrong way, and fine-tuning a toy model with a 6-input surrogate fitted on
+          its outputs raised the loss. With three inputs the fit is the expected
+          IoU loss given the sums, which falls with :math:`TP_{pr}` and rises with :math:`FP_{pr}, FN_{pr}`: the
+          directions Sec. 3.2 describes (tested). ``"prob6"`` (the paper's preferred NeuroIoU-6) stays available.
 
     Example:
         >>> import torch
@@ -784,7 +793,7 @@ class NeuroIoULoss(nn.Module):
         if normalize is not None:
             normalize = check_choice("normalize", normalize, NORMALIZE)  # type: ignore[assignment]
         if surrogate is None:
-            model = default_neuroiou_surrogate(features or "prob6", normalize or "total")
+            model = default_neuroiou_surrogate(features or "prob3", normalize or "total")
         elif isinstance(surrogate, NeuroIoUSurrogate):
             model = surrogate
         elif isinstance(surrogate, (str, Path)):
