@@ -58,7 +58,7 @@ class RegionLoss(nn.Module):
             - logits: ``(B, K, *spatial)`` raw network outputs, 2 or 3 spatial dims.
             - target: ``(B, *spatial)`` or ``(B, 1, *spatial)`` integer labels, or ``(B, K, *spatial)`` one-hot.
             - output: scalar for ``"mean"`` / ``"sum"``; for ``"none"`` MONAI's broadcastable per-(image, class)
-              shape ``(B, C, 1, 1[, 1])`` (``(1, C, ...)`` with ``batch=True``; C = K, or K - 1 without the
+              shape ``(B, C, 1, 1[, 1])`` (``(C, 1, 1[, 1])`` with ``batch=True``; C = K, or K - 1 without the
               background).
         """
         check_to_onehot_y(logits, target, self.to_onehot_y)
@@ -77,8 +77,10 @@ class RegionLoss(nn.Module):
         raise NotImplementedError
 
     def reduce(self, scores: torch.Tensor, spatial_ndim: int) -> torch.Tensor:
-        """Apply ``reduction`` to ``(B, C)`` scores; ``"none"`` keeps MONAI's broadcastable shape."""
+        """Apply ``reduction`` to ``(B, C)`` scores (``(1, C)`` with ``batch``); ``"none"`` gives MONAI's shape."""
         if self.reduction == "none":
+            if self.batch:  # MONAI: (C, 1, 1[, 1]) when the batch is summed
+                return scores.reshape(scores.shape[-1], *([1] * spatial_ndim))
             return scores.reshape(*scores.shape[:2], *([1] * spatial_ndim))
         return apply_reduction(scores, self.reduction)
 

@@ -846,6 +846,9 @@ class NeuroIoULoss(nn.Module):
             include_background=self.include_background,
             ignore_index=self.ignore_index,
         )
+        if self.surrogate.input_mean.device != x.device:
+            # MONAI's trainers do not move the loss to the device; follow the logits there once
+            self.surrogate.to(x.device)
         x = x.to(self.surrogate.input_mean.dtype)
         values = self.surrogate(x)
         values = torch.where(defined, values, torch.zeros_like(values))

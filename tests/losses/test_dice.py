@@ -126,3 +126,13 @@ def test_generalized_dice_properties(case):
 @given(cases())
 def test_tversky_properties(case):
     check_common_properties(lambda **kw: TverskyLoss(alpha=0.3, beta=0.7, **kw), case, upper=1.0)
+
+
+def test_batch_none_shape_matches_monai():
+    from medseg.losses import NoiseRobustDiceLoss, SoftIoULoss
+
+    logits, labels = _case(8)
+    ref = monai.losses.DiceLoss(to_onehot_y=True, softmax=True, batch=True, reduction="none")(logits, labels[:, None])
+    assert DiceLoss(batch=True, reduction="none")(logits, labels).shape == ref.shape == (3, 1, 1)
+    assert SoftIoULoss(batch=True, reduction="none")(logits, labels).shape == (3, 1, 1)
+    assert NoiseRobustDiceLoss(batch=True, reduction="none")(logits, labels).shape == (3, 1, 1)
