@@ -28,7 +28,7 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -232,7 +232,7 @@ def _nifti_reference(path: Path) -> Any:
     import nibabel as nib
 
     try:
-        ref = nib.load(str(path))
+        ref: Any = nib.load(str(path))
     except Exception as err:
         raise ValueError(
             f"{path}: cannot read as NIfTI ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
@@ -322,7 +322,7 @@ class _Runner:
         wrote = self._image_file(case.path, self.out, case.name)
         return ("written" if wrote else "skipped"), [str(p) for p in self._image_outputs(self.out, case.name)]
 
-    def _bar(self, items: Sequence[Any] | Iterator[Any], total: int | None, desc: str) -> Any:
+    def _bar(self, items: Iterable[Any], total: int | None, desc: str) -> Any:
         if not self.progress:
             return items
         from tqdm.auto import tqdm
@@ -356,7 +356,7 @@ class _Runner:
         if not self._todo(target):
             return "skipped", [str(target), str(folder)]
         try:
-            reader = imageio.get_reader(str(case.path), format="FFMPEG")
+            reader: Any = imageio.get_reader(str(case.path), format="FFMPEG")
             fps = float(reader.get_meta_data().get("fps") or 10.0)
         except Exception as err:
             raise ValueError(

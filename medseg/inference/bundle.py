@@ -76,7 +76,7 @@ def load_bundle(
         FileNotFoundError: missing bundle folder, config, or weights.
         ValueError: a config that lacks ``predictor`` or builds objects of the wrong type.
     """
-    from monai.bundle import ConfigParser
+    from monai.bundle.config_parser import ConfigParser
 
     bundle = Path(bundle_dir)
     config_file = bundle / INFERENCE_CONFIG

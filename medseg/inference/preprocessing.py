@@ -27,7 +27,7 @@ InputKind = Literal["volume", "image"]
 
 
 def _is_invertible(transform: Any) -> bool:
-    from monai.transforms import InvertibleTransform
+    from monai.transforms.inverse import InvertibleTransform
 
     return isinstance(transform, InvertibleTransform)
 
@@ -74,8 +74,8 @@ class Preprocessing:
                     f"{type(value).__name__}"
                 )
         self.pipelines: dict[str, Callable[[Mapping[str, Any]], Mapping[str, Any]] | None] = {
-            "volume": volume,  # type: ignore[dict-item]
-            "image": image,  # type: ignore[dict-item]
+            "volume": volume,
+            "image": image,
         }
 
     def accepts(self, kind: InputKind) -> bool:
@@ -138,8 +138,8 @@ class Preprocessing:
         prediction = prediction.detach().to("cpu", torch.float32)
         if not _is_invertible(pipe) or not getattr(data["image"], "applied_operations", None):
             return prediction  # nothing spatial to undo
-        from monai.data import MetaTensor
-        from monai.transforms import Invertd
+        from monai.data.meta_tensor import MetaTensor
+        from monai.transforms.post.dictionary import Invertd
 
         # Invertd copies the image's metadata and transform trace onto the prediction, then undoes the
         # invertible steps (spatial ones; intensity steps are not invertible and are skipped).

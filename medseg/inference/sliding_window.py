@@ -358,9 +358,7 @@ def sliding_window_predict(
         if whole_image:
             windows = inputs[first:last]
         else:
-            windows = torch.stack(
-                [inputs[(i // num_win, slice(None), *_window(corners[i % num_win], roi))] for i in range(first, last)]
-            )
+            windows = torch.stack([inputs[_index(i, num_win, corners, roi)] for i in range(first, last)])
         pred = network(windows.to(sw_dev, non_blocking=True))
         if pred.ndim != nd + 2 or pred.shape[0] != last - first or tuple(pred.shape[2:]) != roi:
             raise ValueError(
@@ -383,7 +381,7 @@ def sliding_window_predict(
             out[first:last].copy_(pred)
             continue
         for j, i in enumerate(range(first, last)):
-            region = out[(i // num_win, slice(None), *_window(corners[i % num_win], roi))]
+            region = out[_index(i, num_win, corners, roi)]
             if single:
                 region.copy_(pred[j])
             else:
@@ -398,3 +396,8 @@ def sliding_window_predict(
 
 def _window(corner: Sequence[int], roi: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(c, c + r) for c, r in zip(corner, roi, strict=True))
+
+
+def _index(i: int, num_win: int, corners: Sequence[Sequence[int]], roi: Sequence[int]) -> tuple[int | slice, ...]:
+    """Index of window ``i`` (image ``i // num_win``, all channels, its spatial box) in a (B, C, *spatial) tensor."""
+    return (i // num_win, slice(None), *_window(corners[i % num_win], roi))
