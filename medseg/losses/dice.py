@@ -10,6 +10,8 @@ Arguments keep MONAI's names and order (``include_background, to_onehot_y, sigmo
 smooth_nr, smooth_dr, batch``) so a bundle can swap ``monai.losses.DiceLoss`` for ``medseg.losses.DiceLoss``
 without other edits. Two defaults differ, because medseg losses take raw logits and any label form: ``softmax``
 is applied unless ``sigmoid=True`` is asked for, and ``to_onehot_y=None`` infers the target form from its shape.
+MONAI's ``other_act`` (a callable, not representable in JSON) and ``soft_label`` (targets are turned into hard
+labels by the call convention) are not offered, so arguments after ``softmax`` must be passed by keyword.
 """
 
 from __future__ import annotations
