@@ -45,6 +45,7 @@ from monai.data.dataset import CacheDataset, Dataset, PersistentDataset
 from monai.transforms.compose import Compose
 from monai.transforms.traits import RandomizableTrait
 from monai.transforms.transform import Transform
+from monai.utils.type_conversion import convert_to_tensor
 
 from medseg.typing import PathLike
 
@@ -56,11 +57,27 @@ CacheMode = Literal["none", "memory", "persistent"]
 _MAX_DEPTH = 6
 
 
+def _flat(transforms: Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
+    """Inline nested plain ``Compose`` objects, like ``Compose.flatten()`` without its reseeding.
+
+    ``Compose.flatten()`` builds a new ``Compose``, whose constructor reseeds every transform it holds.
+    """
+    out: list[Callable[..., Any]] = []
+    for t in transforms:
+        out += _flat(t.transforms) if type(t) is Compose else [t]
+    return out
+
+
 def cached_prefix(transform: Callable[..., Any] | Sequence[Callable[..., Any]]) -> list[Callable[..., Any]]:
     """The transforms MONAI's caching datasets run once: those before the first random or non-MONAI one."""
-    flat = (Compose(transform) if not isinstance(transform, Compose) else transform).flatten().transforms
+    if isinstance(transform, Compose):
+        items = list(transform.transforms)
+    elif isinstance(transform, Sequence):
+        items = list(transform)
+    else:
+        items = [transform]
     prefix: list[Callable[..., Any]] = []
-    for t in flat:
+    for t in _flat(items):
         if isinstance(t, RandomizableTrait) or not isinstance(t, Transform):
             break
         prefix.append(t)
@@ -134,6 +151,19 @@ def item_hash(item: Any, path_keys: Sequence[str] = ("image", "label")) -> bytes
     return hashlib.sha256(blob).hexdigest().encode()
 
 
+class _PlainPersistentDataset(PersistentDataset):
+    """``PersistentDataset`` whose cache misses hand the random part the same plain tensors a cache hit does.
+
+    Cached items are stored without metadata (``track_meta=False``); MONAI returns the freshly computed
+    MetaTensors on a miss, so a cold and a warm run fed different types to the random transforms. Converting
+    on a miss too makes the first epoch identical to the later ones and to a rerun on a warm cache.
+    """
+
+    def _pre_transform(self, item_transformed: Any) -> Any:
+        out = super()._pre_transform(item_transformed)
+        return convert_to_tensor(out, convert_numeric=False, track_meta=self.track_meta)
+
+
 def make_dataset(
     data: Sequence[Any],
     transform: Callable[..., Any] | Sequence[Callable[..., Any]],
@@ -192,13 +222,15 @@ def make_dataset(
             logger.warning(
                 "persistent cache in %s: the pipeline starts with a random transform, so nothing is cached", folder
             )
-        return PersistentDataset(
+        dataset = _PlainPersistentDataset(
             data=data,
             transform=pipeline,
             cache_dir=folder,
             hash_func=item_hash,
-            hash_transform=transform_fingerprint,
+            hash_transform=None,  # MONAI's set_transform_hash flattens (reseeds) the pipeline: hash it here
             track_meta=False,
             weights_only=True,
         )
+        dataset.transform_hash = transform_fingerprint(prefix).decode("ascii")
+        return dataset
     raise ValueError(f"cache must be 'none', 'memory' or 'persistent', got {cache!r}")

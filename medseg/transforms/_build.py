@@ -10,6 +10,7 @@ import numpy as np
 from monai.transforms.compose import Compose
 from monai.transforms.croppad.dictionary import ResizeWithPadOrCropd
 from monai.transforms.spatial.dictionary import RandAffined, RandFlipd, Resized
+from monai.transforms.transform import Randomizable
 from monai.transforms.utility.dictionary import CastToTyped, EnsureTyped
 
 from medseg.transforms.labels import LabelMapSpec, MapLabels, MapLabelsd
@@ -166,9 +167,46 @@ def final_block(image_key: str, label_keys: list[str], label_dtype: str | None) 
     return out
 
 
+def _randomizables(obj: Any, depth: int, seen: set[int], out: list[Any]) -> None:
+    """Collect ``obj`` and the MONAI/medseg objects it holds (transforms inside transforms) that have an RNG."""
+    if depth < 0 or id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, Randomizable):
+        out.append(obj)
+    children = obj if isinstance(obj, (list, tuple)) else list(getattr(obj, "__dict__", {}).values())
+    for child in children:
+        if isinstance(child, (list, tuple)) or type(child).__module__.startswith(("monai", "medseg")):
+            _randomizables(child, depth - 1, seen, out)
+
+
+class SeededCompose(Compose):
+    """A MONAI ``Compose`` whose ``flatten()`` (and ``len()``) keep the random state of its transforms.
+
+    MONAI's ``Compose.__init__`` reseeds every transform it receives (``set_random_state(get_seed())``), and
+    ``flatten()`` builds a new ``Compose`` around the *same* transform objects, so merely calling
+    ``len(pipeline)`` or building a ``PersistentDataset`` (whose ``set_transform_hash`` flattens) replaced the
+    seeded generators with randomly seeded ones: a pipeline built with ``seed=0`` stopped being reproducible.
+    Here the generators in place before the call are put back afterwards.
+    """
+
+    def flatten(self) -> Compose:
+        found: list[Any] = []
+        _randomizables(self.transforms, 4, set(), found)
+        saved = [(t, t.__dict__.get("R")) for t in found]
+        try:
+            return super().flatten()
+        finally:
+            for t, generator in saved:
+                if generator is None:
+                    t.__dict__.pop("R", None)
+                else:
+                    t.R = generator
+
+
 def compose(transforms: list[Callable[..., Any]], seed: int | None) -> Compose:
-    """MONAI ``Compose``; with ``seed`` its random transforms are seeded (reproducible sample sequence)."""
-    pipeline = Compose(transforms)
+    """A :class:`SeededCompose`; with ``seed`` its random transforms are seeded (reproducible samples)."""
+    pipeline = SeededCompose(transforms)
     if seed is not None:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")

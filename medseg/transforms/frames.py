@@ -99,8 +99,8 @@ def frame_transforms(
 
     Example:
         >>> t = frame_transforms(train=True, spatial_size=[64, 80], label_map="endovis_parts", seed=1)
-        >>> type(t).__name__
-        'Compose'
+        >>> [type(x).__name__ for x in t.transforms][4:10]
+        ['MapLabelsd', 'ScaleIntensityRanged', 'Resized', 'RandFlipd', 'RandAffined', 'RandColorJitterd']
     """
     name = "frame_transforms"
     image_key, label_keys = split_keys(keys, name)

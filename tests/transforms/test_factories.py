@@ -175,6 +175,15 @@ def test_deterministic_given_seed(data: dict[str, Any], kind: str, build: Any) -
     assert not torch.equal(_first(build(1)(data[kind]))["image"], a[0])
 
 
+def test_flatten_and_len_keep_the_seed(data: dict[str, Any]) -> None:
+    # MONAI's Compose.flatten() (called by len() and by PersistentDataset) reseeds the transforms it holds;
+    # the factories' pipelines keep their seeded generators.
+    reference = ct_slice_transforms(train=True, spatial_size=[24, 24], affine_prob=1.0, seed=0)(data["slices"])
+    pipeline = ct_slice_transforms(train=True, spatial_size=[24, 24], affine_prob=1.0, seed=0)
+    assert len(pipeline) == len(pipeline.flatten().transforms)
+    torch.testing.assert_close(pipeline(data["slices"])["image"], reference["image"])
+
+
 def test_eval_pipelines_have_no_random_transform() -> None:
     from monai.transforms.traits import RandomizableTrait
 
