@@ -275,8 +275,8 @@ _PART_COLORS = {1: (150, 152, 160), 2: (80, 82, 92), 3: (205, 205, 212)}
 class _Tool:
     tip: np.ndarray  # (x, y) of the clasper tips in frame 0
     angle: float  # direction from the tip back to the image border
-    velocity: np.ndarray  # pixels per frame
-    phase: float  # of the small periodic wobble
+    sway: np.ndarray  # amplitude (x, y) in pixels of the slow back-and-forth motion
+    phase: float  # of that motion
 
 
 def _tool_polygons(tip: np.ndarray, angle: float, size: tuple[int, int]) -> list[tuple[int, list[tuple[float, float]]]]:
@@ -362,7 +362,7 @@ def make_instrument_frames(
                 _Tool(
                     tip=np.array([w * (0.5 + side * rng.uniform(0.05, 0.2)), h * rng.uniform(0.35, 0.65)]),
                     angle=(math.pi * (1.0 if side < 0 else 0.0)) + rng.uniform(-0.5, 0.5),
-                    velocity=rng.uniform(-0.6, 0.6, size=2) * min(h, w) / max(num_frames, 1),
+                    sway=rng.uniform(-0.15, 0.15, size=2) * min(h, w),
                     phase=rng.uniform(0, 2 * math.pi),
                 )
             )
@@ -372,8 +372,7 @@ def make_instrument_frames(
             lab_img = Image.new("L", (w, h), 0)
             draw, draw_lab = ImageDraw.Draw(canvas), ImageDraw.Draw(lab_img)
             for tool in tools:
-                wobble = 0.03 * min(h, w) * math.sin(tool.phase + 0.5 * f)
-                tip = tool.tip + tool.velocity * f + wobble
+                tip = tool.tip + tool.sway * math.sin(tool.phase + 0.3 * f)  # bounded: tools stay in view
                 angle = tool.angle + 0.05 * math.sin(tool.phase + 0.3 * f)
                 for part, poly in _tool_polygons(tip, angle, (h, w)):
                     draw.polygon(poly, fill=_PART_COLORS[part])
