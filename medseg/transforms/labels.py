@@ -65,6 +65,7 @@ LABEL_MAP_PRESETS: dict[str, dict[int, int] | _Rule] = {
 }
 
 _MAX_LISTED = 10  # how many offending values an error message lists
+_LUT_MAX_RANGE = 1 << 20  # label value ranges up to this size are mapped with a look-up table
 
 
 def _as_int(value: Any, what: str, spec: Any) -> int:
@@ -254,13 +255,11 @@ class MapLabels(Transform):
                 bad = ~torch.isfinite(arr) | (arr != torch.round(arr))
                 if bool(bad.any()):
                     raise self._non_integer_error(arr[bad][:_MAX_LISTED].tolist(), int(bad.sum()))
-            if self.rule == "identity":
+            if self.rule == "identity" or arr.numel() == 0:
                 out_t = arr
             else:
-                uniq, inverse = torch.unique(arr, return_inverse=True)
-                mapped = self.map_values([int(v) for v in uniq.tolist()])
-                table = torch.as_tensor(mapped, dtype=torch.int64, device=arr.device)
-                out_t = table[inverse].to(self._out_torch_dtype(arr.dtype, mapped))
+                out_t, mapped = self._lookup_torch(arr)
+                out_t = out_t.to(self._out_torch_dtype(arr.dtype, mapped))
             if self.dtype is not None:
                 out_t = out_t.to(getattr(torch, np.dtype(self.dtype).name))
             return convert_to_dst_type(out_t, img, dtype=out_t.dtype)[0]
@@ -271,16 +270,44 @@ class MapLabels(Transform):
                 raise self._non_integer_error(a[bad_np][:_MAX_LISTED].tolist(), int(bad_np.sum()))
         elif not np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_:
             raise TypeError(f"MapLabels expects a numeric label array, got dtype {a.dtype}")
-        if self.rule == "identity":
+        if self.rule == "identity" or a.size == 0:
             out_np = a
         else:
-            uniq_np, inverse_np = np.unique(a, return_inverse=True)
-            mapped = self.map_values([int(v) for v in uniq_np.tolist()])
-            out_np = np.asarray(mapped, dtype=np.int64)[inverse_np.reshape(a.shape)]
+            out_np, mapped = self._lookup_numpy(a)
             out_np = out_np.astype(self._out_numpy_dtype(a.dtype, mapped), copy=False)
         if self.dtype is not None:
             out_np = out_np.astype(self.dtype, copy=False)
         return out_np
+
+    # A dense look-up table over [min, max] maps in O(n); np/torch.unique sort (O(n log n), ~10x slower on
+    # CT-sized volumes) and are kept for labels whose value range is too wide for a table.
+    def _lookup_torch(self, arr: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < _LUT_MAX_RANGE:
+            idx = arr.to(torch.int64) - lo
+            present = torch.bincount(idx.reshape(-1), minlength=hi - lo + 1) > 0
+            values = (torch.nonzero(present).reshape(-1) + lo).tolist()
+            mapped = self.map_values(values)
+            lut = torch.zeros(hi - lo + 1, dtype=torch.int64, device=arr.device)
+            lut[present] = torch.as_tensor(mapped, dtype=torch.int64, device=arr.device)
+            return lut[idx], mapped
+        uniq, inverse = torch.unique(arr, return_inverse=True)
+        mapped = self.map_values([int(v) for v in uniq.tolist()])
+        return torch.as_tensor(mapped, dtype=torch.int64, device=arr.device)[inverse], mapped
+
+    def _lookup_numpy(self, a: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        lo, hi = int(a.min()), int(a.max())
+        if hi - lo < _LUT_MAX_RANGE:
+            idx = a.astype(np.int64) - lo
+            present = np.bincount(idx.reshape(-1), minlength=hi - lo + 1) > 0
+            values = (np.flatnonzero(present) + lo).tolist()
+            mapped = self.map_values(values)
+            lut = np.zeros(hi - lo + 1, dtype=np.int64)
+            lut[present] = mapped
+            return lut[idx], mapped
+        uniq, inverse = np.unique(a, return_inverse=True)
+        mapped = self.map_values([int(v) for v in uniq.tolist()])
+        return np.asarray(mapped, dtype=np.int64)[inverse.reshape(a.shape)], mapped
 
     def _non_integer_error(self, examples: list[float], count: int) -> ValueError:
         shown = ", ".join(f"{v:g}" for v in examples)

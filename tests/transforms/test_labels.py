@@ -138,3 +138,12 @@ def test_dict_wrapper_names_file_and_skips_missing() -> None:
     bad = MetaTensor(torch.tensor([5.0]), meta={"filename_or_obj": "/x/frame_7.png"})
     with pytest.raises(ValueError, match=r"frame_7\.png"):
         t({"label": bad})
+
+
+def test_wide_value_range_and_empty() -> None:
+    # values spread wider than the look-up table range go through np/torch.unique instead
+    wide = MapLabels({0: 0, 5_000_000: 1})
+    assert wide(np.array([5_000_000, 0])).tolist() == [1, 0]
+    assert wide(torch.tensor([5_000_000, 0])).tolist() == [1, 0]
+    assert MapLabels({-3: 1, 2: 0})(torch.tensor([-3, 2, -3])).tolist() == [1, 0, 1]
+    assert MapLabels("binary")(np.zeros((0, 3))).shape == (0, 3)
