@@ -15,7 +15,7 @@ from medseg.training.handlers import (
 )
 from medseg.training.losses import MC_FAMILY, build_loss, load_class_stats
 from medseg.training.metrics import LossMetric, validation_metrics
-from medseg.training.preflight import preflight
+from medseg.training.preflight import preflight, preflight_loss
 
 __all__ = [
     "MC_FAMILY",
@@ -28,6 +28,7 @@ __all__ = [
     "load_pretrained",
     "plot_curves",
     "preflight",
+    "preflight_loss",
     "read_history",
     "validation_metrics",
 ]

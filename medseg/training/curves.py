@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def plot_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = [Path(history)] if isinstance(history, str | Path) else [Path(h) for h in history]
+    paths = [Path(history)] if isinstance(history, str | os.PathLike) else [Path(h) for h in history]
     names = list(labels) if labels is not None else [p.parent.name or p.stem for p in paths]
     if len(names) != len(paths):
         raise ValueError(f"labels has {len(names)} entries but {len(paths)} histories were given")

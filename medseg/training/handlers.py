@@ -186,7 +186,7 @@ class ResumeFromCheckpoint:
     def __call__(self, engine: Engine) -> None:
         if not self.enabled or not self.checkpoint.is_file():
             return
-        from monai.handlers import CheckpointLoader
+        from monai.handlers.checkpoint_loader import CheckpointLoader
 
         saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
         if self.saver is not None and saved.get("tag", "") != self.saver.tag:
@@ -195,7 +195,13 @@ class ResumeFromCheckpoint:
                 f"{self.saver.tag!r}); give this run its own ckpt_dir, or pass --resume false to start fresh"
             )
 
-        CheckpointLoader(load_path=str(self.checkpoint), load_dict=self.load_dict, map_location="cpu")(engine)
+        # map_location is passed on to torch.load, which takes a device string too
+        loader = CheckpointLoader(
+            load_path=str(self.checkpoint),
+            load_dict=self.load_dict,
+            map_location="cpu",  # type: ignore[arg-type]
+        )
+        loader(engine)
         if self.saver is not None:
             self.saver.restore_best(saved)
         logger.warning("resumed from %s at epoch %d", self.checkpoint, engine.state.epoch)
@@ -212,7 +218,7 @@ def load_pretrained(network: torch.nn.Module, checkpoint: PathLike | None, stric
     """
     if checkpoint in (None, "", "None"):
         return network
-    path = Path(checkpoint)  # type: ignore[arg-type]
+    path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(
             f"pretrained_ckpt {str(path)!r} not found; pass the model.pt of a finished CE pre-training run"

@@ -20,7 +20,7 @@ def _items(x: Any) -> list[torch.Tensor]:
     return list(x)
 
 
-class LossMetric(Metric):  # type: ignore[misc]
+class LossMetric(Metric):
     """Average a loss function over validation items (decollated lists or batched tensors).
 
     Each item ``(pred (K, *spatial), label (1, *spatial))`` is scored on its own, so validation images of
@@ -40,12 +40,12 @@ class LossMetric(Metric):  # type: ignore[misc]
         self.loss_fn = loss_fn
         super().__init__(output_transform=output_transform, device=device)
 
-    @reinit__is_reduced  # type: ignore[untyped-decorator]
+    @reinit__is_reduced
     def reset(self) -> None:
         self._sum = torch.tensor(0.0, dtype=torch.float64, device=self._device)
         self._num = torch.tensor(0, dtype=torch.int64, device=self._device)
 
-    @reinit__is_reduced  # type: ignore[untyped-decorator]
+    @reinit__is_reduced
     def update(self, output: Sequence[Any]) -> None:
         preds, labels = output
         with torch.no_grad():
@@ -54,7 +54,7 @@ class LossMetric(Metric):  # type: ignore[misc]
                 self._sum += float(value)
                 self._num += 1
 
-    @sync_all_reduce("_sum", "_num")  # type: ignore[untyped-decorator]
+    @sync_all_reduce("_sum", "_num")
     def compute(self) -> float:
         if int(self._num) == 0:
             raise RuntimeError("LossMetric needs at least one item before compute()")
@@ -75,7 +75,7 @@ def validation_metrics(
     ``iou_<k>`` per class and, when ``loss_fn`` is given, ``loss`` (the training loss on validation data, for the
     generalisation gap of 002_1f3568bddcc5ea2b.txt Fig. 2).
     """
-    from monai.handlers import from_engine
+    from monai.handlers.utils import from_engine
 
     from medseg.evaluation import confusion_metrics
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["preflight"]
+__all__ = ["preflight", "preflight_loss"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,4 +61,52 @@ def preflight(
                 "or the label mapping (label_map) so labels lie in 0..num_classes-1"
             )
     logger.info("preflight ok: %d %s items, image shape %s", len(dataset), name, tuple(image.shape))
+    return True
+
+
+def preflight_loss(loss: Any, num_classes: int, *, name: str = "loss", spatial_size: Sequence[int] = (16, 16)) -> bool:
+    """Build-time check of the training loss: call it once on a small synthetic batch.
+
+    Run from a bundle's ``initialize`` before any data is loaded, so that a loss that cannot be built (for
+    example a margin-calibration overlay without its ``stats.json``) or that does not fit ``num_classes`` fails
+    at once with its own message instead of after the data is cached.
+
+    Args:
+        loss: the instantiated loss, called as ``loss(logits, target)``.
+        num_classes: classes the network predicts (the logits' channel count).
+        name: the loss's name for messages (a bundle passes ``@loss_name``).
+        spatial_size: size of the synthetic batch; every class occupies some pixels of it.
+
+    Returns:
+        ``True`` (so a bundle can list it in ``initialize``).
+
+    Raises:
+        TypeError: when ``loss`` is not callable.
+        ValueError: when the loss raises on logits with ``num_classes`` channels, or returns a non-finite or
+            non-scalar value; the message names the loss and the original error.
+    """
+    if not callable(loss):
+        raise TypeError(f"the {name!r} loss must be callable as loss(logits, target), got {type(loss).__name__}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    size = tuple(int(s) for s in spatial_size)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn((1, num_classes, *size), generator=generator)
+    # stripes cover every class, so class-wise losses see each label at least once
+    target = (torch.arange(size[-1]) * num_classes // size[-1]).expand(1, 1, *size).clone()
+    try:
+        with torch.no_grad():
+            value = loss(logits, target)
+    except Exception as err:
+        raise ValueError(
+            f"the {name!r} loss ({type(loss).__name__}) fails on logits with num_classes={num_classes} channels: "
+            f"{err}; check num_classes and the loss overlay's arguments"
+        ) from err
+    value = torch.as_tensor(value)
+    if value.numel() != 1 or not bool(torch.isfinite(value).all()):
+        raise ValueError(
+            f"the {name!r} loss ({type(loss).__name__}) must return a finite scalar with reduction='mean', got "
+            f"{value.flatten()[:4].tolist()} (shape {tuple(value.shape)}); use reduction='mean'"
+        )
+    logger.info("preflight ok: loss %r (%s) on %d classes gives %.4g", name, type(loss).__name__, num_classes, value)
     return True

@@ -47,7 +47,7 @@ def run_bundle(config_files: Sequence[PathLike], overrides: Mapping[str, Any] | 
         config_files: ``train.json`` first, then overlays.
         overrides: config id -> value (``{"num_epochs": 2, "network_def#features": [16, 32, 64, 128, 256]}``).
     """
-    from monai.bundle import run
+    from monai.bundle.scripts import run
 
     files = [str(Path(f)) for f in config_files]
     for f in files:
@@ -69,6 +69,15 @@ def run_stage(
 
     Skips the run when ``run_dir/done.json`` exists; resumes it when ``run_dir/models/last.pt`` exists.
 
+    Args:
+        bundle_dir: the bundle (``configs/train.json`` is the base config).
+        run_dir: this stage's folder.
+        loss: a loss name (overlay ``configs/losses/<loss>.json``), or the path of an overlay ``.json`` file
+            (the recorded loss name is then the file's stem); ``None``: the bundle's own loss.
+        extra_configs: overlays merged after ``train.json`` and before the loss overlay.
+        overrides: config id -> value.
+        pretrained_ckpt: weights loaded before training (fine-tuning).
+
     Returns:
         The content of ``done.json``: loss, paths, the last history row and the wall time.
     """
@@ -80,7 +89,12 @@ def run_stage(
         return dict(json.loads(done.read_text(encoding="utf-8")))
     configs: list[PathLike] = [bundle / "configs" / "train.json", *extra_configs]
     if loss is not None:
-        configs.append(loss_overlay(loss))
+        as_path = Path(loss)
+        if as_path.suffix == ".json" and as_path.is_file():
+            configs.append(as_path)
+            loss = as_path.stem
+        else:
+            configs.append(loss_overlay(loss))
     ov: dict[str, Any] = {
         "bundle_root": str(bundle),
         "ckpt_dir": str(run_path / "models"),

@@ -1,0 +1,119 @@
+"""The loss overlays in ``configs/losses``: one per registered loss, each building that loss in both bundles.
+
+These tests parse configs only (no training): every overlay merged over each bundle's ``train.json`` must
+build the same loss as the registry with the overlay's arguments, give a finite value on a small batch, and,
+for the margin-calibration family, take its class counts from ``stats_file``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from _bundle_helpers import BUNDLES, LOSS_OVERLAYS, Dataset, bundle_configs, raises_in_chain
+
+from medseg.registry import LOSSES
+from medseg.training import MC_FAMILY
+
+BUNDLE_NAMES = ("covid19_ct_lesion", "robotic_instrument")
+OVERLAYS = sorted(p.stem for p in LOSS_OVERLAYS.glob("*.json"))
+
+
+def _parser(bundle: str, overlay: str, overrides: dict[str, Any]) -> Any:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(bundle_configs(bundle, overlay))
+    parser.read_meta(str(BUNDLES / bundle / "configs" / "metadata.json"))
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+def _batch(num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn((2, num_classes, 16, 16), generator=gen)
+    target = torch.randint(0, num_classes, (2, 1, 16, 16), generator=gen)
+    target[:, :, 0, :num_classes] = torch.arange(num_classes)  # every class present
+    return logits, target
+
+
+def test_every_registered_loss_has_an_overlay() -> None:
+    assert sorted(LOSSES.names()) == OVERLAYS
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_names_its_loss_with_a_full_dotted_target(name: str) -> None:
+    overlay = json.loads((LOSS_OVERLAYS / f"{name}.json").read_text(encoding="utf-8"))
+    assert overlay["loss_name"] == name  # the run tag that keeps resume from mixing runs
+    target = overlay["loss"]["_target_"]
+    assert target.startswith("medseg.losses.")
+    module, _, attr = target.rpartition(".")
+    import importlib
+
+    assert getattr(importlib.import_module(module), attr) is LOSSES.get(name)
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_NAMES)
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_overlay_builds_the_registered_loss(bundle: str, name: str, covid_data: Dataset) -> None:
+    parser = _parser(bundle, name, {"stats_file": str(covid_data.stats_file), "num_classes": 2})
+    loss = parser.get_parsed_content("loss")
+    kwargs = {k: parser.get_parsed_content(f"loss#{k}") for k in parser["loss"] if k != "_target_"}
+    reference = LOSSES.create(name, **kwargs)
+    assert type(loss) is type(reference)
+    assert parser.get_parsed_content("loss_name") == name
+    logits, target = _batch(2)
+    value = loss(logits, target)
+    assert value.ndim == 0
+    assert torch.isfinite(value)
+    torch.testing.assert_close(value, reference(logits, target))
+
+
+@pytest.mark.parametrize("name", MC_FAMILY)
+def test_mc_overlays_take_class_counts_from_stats_file(name: str, covid_multiclass_data: Dataset) -> None:
+    from medseg.losses import margin_offsets
+
+    stats = json.loads(covid_multiclass_data.stats_file.read_text(encoding="utf-8"))
+    parser = _parser(
+        "covid19_ct_lesion",
+        name,
+        {"stats_file": str(covid_multiclass_data.stats_file), "num_classes": 3},
+    )
+    assert parser.get_parsed_content("loss#class_counts") == stats["class_counts"]
+    loss = parser.get_parsed_content("loss")
+    mc = loss if name == "mc" else next(m for m in loss.modules() if type(m).__name__ == "MarginCalibrationLoss")
+    rho_neg, rho_pos = margin_offsets(np.asarray(stats["class_counts"]), tau=10.0, v=1.0)
+    np.testing.assert_allclose(mc.rho_neg.double().numpy(), rho_neg, rtol=1e-6)
+    np.testing.assert_allclose(mc.rho_pos.double().numpy(), rho_pos, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", MC_FAMILY)
+def test_mc_overlay_without_stats_says_which_command_to_run(name: str, tmp_path: Path) -> None:
+    parser = _parser("robotic_instrument", name, {"stats_file": str(tmp_path / "missing.json")})
+    with raises_in_chain(FileNotFoundError, "run `medseg-data stats DATALIST --num-classes 2 --out STATS_JSON`"):
+        parser.get_parsed_content("loss")
+
+
+def test_mc_overlay_with_counts_for_other_classes_fails(covid_data: Dataset) -> None:
+    parser = _parser("covid19_ct_lesion", "mc", {"stats_file": str(covid_data.stats_file), "num_classes": 3})
+    with raises_in_chain(ValueError, "holds counts for 2 classes but the network predicts num_classes=3"):
+        parser.get_parsed_content("loss")
+
+
+def test_neuroiou_overlay_takes_a_fitted_surrogate(tmp_path: Path) -> None:
+    from medseg.losses.neuroiou import default_neuroiou_surrogate
+
+    surrogate = default_neuroiou_surrogate()
+    path = tmp_path / "surrogate.json"
+    surrogate.save(path)
+    parser = _parser("covid19_ct_lesion", "neuroiou", {"neuroiou_surrogate": str(path)})
+    loss = parser.get_parsed_content("loss")
+    logits, target = _batch(2)
+    from medseg.losses import NeuroIoULoss
+
+    torch.testing.assert_close(loss(logits, target), NeuroIoULoss(surrogate)(logits, target))
