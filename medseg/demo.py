@@ -62,10 +62,10 @@ def run_demo(
     output_dir: PathLike = "demo_output",
     *,
     real_data: PathLike | None = None,
-    size: int = 96,
-    num_cases: int = 20,
-    pretrain_epochs: int = 6,
-    finetune_epochs: int = 4,
+    size: int = 64,
+    num_cases: int = 40,
+    pretrain_epochs: int = 12,
+    finetune_epochs: int = 6,
     progress: bool = False,
 ) -> DemoResult:
     """Run the demo into ``output_dir`` (finished stages are reused when run again).
@@ -142,7 +142,7 @@ def run_demo(
     pred_dir = out / "predictions"
     bundle_overrides = {
         "network_def#features": SMALL_FEATURES,
-        "predictor#roi_size": [size, size],
+        "spatial_size": [size, size],
     }
     report = predict_with_bundle(
         BUNDLE, inputs, pred_dir, ckpt=model, device="cpu", progress=progress, overrides=bundle_overrides
@@ -154,6 +154,7 @@ def run_demo(
         ref_dir,
         num_classes=2,
         out=out / "evaluation" / "summary.json",
+        pred_suffix="_seg",
         check_affine=False,
         progress=progress,
     )

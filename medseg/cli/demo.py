@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder of the shared COVID-19 slices (../shared/data/covid19_ct_infection_medseg_infnet) "
         "to run on real data instead of synthetic slices",
     )
-    parser.add_argument("--size", type=int, default=96, help="slice size in pixels (multiple of 16)")
-    parser.add_argument("--pretrain-epochs", type=int, default=6, help="CE pre-training epochs")
-    parser.add_argument("--finetune-epochs", type=int, default=4, help="MC fine-tuning epochs")
+    parser.add_argument("--size", type=int, default=64, help="slice size in pixels (multiple of 16)")
+    parser.add_argument("--pretrain-epochs", type=int, default=12, help="CE pre-training epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=6, help="MC fine-tuning epochs")
 
 
 def run(args: argparse.Namespace) -> int:
