@@ -32,9 +32,12 @@ class Dataset:
     label_map: str
 
 
-def small_overrides(data: Dataset, run_dir: Path, **extra: Any) -> dict[str, Any]:
-    """The overrides every test run uses: tiny images and network, its own output folders."""
-    return {
+def small_overrides(data: Dataset, run_dir: Path, *, classes: bool = True, **extra: Any) -> dict[str, Any]:
+    """The overrides every test run uses: tiny images and network, its own output folders.
+
+    ``classes=False`` leaves ``num_classes`` and ``label_map`` to the configs (to test an overlay that sets them).
+    """
+    out = {
         "bundle_root": str(run_dir),
         "dataset_dir": str(data.root),
         "datalist": str(data.datalist),
@@ -48,8 +51,10 @@ def small_overrides(data: Dataset, run_dir: Path, **extra: Any) -> dict[str, Any
         "batch_size": 2,
         "num_epochs": 1,
         "learning_rate": 1e-3,
-        **extra,
     }
+    if not classes:
+        del out["num_classes"], out["label_map"]
+    return {**out, **extra}
 
 
 def bundle_configs(bundle: str, *overlays: str | Path, base: str = "train.json") -> list[str]:

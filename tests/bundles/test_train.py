@@ -181,7 +181,9 @@ def test_robotic_bundle_trains_with_its_default_loss(robotic_data: Dataset, tmp_
 
 
 def test_robotic_parts_overlay_trains_with_mc(robotic_parts_data: Dataset, tmp_path: Path) -> None:
-    run_workflow(ROBOTIC, bundle_configs(ROBOTIC, "parts", "mc"), small_overrides(robotic_parts_data, tmp_path))
+    run_workflow(
+        ROBOTIC, bundle_configs(ROBOTIC, "parts", "mc"), small_overrides(robotic_parts_data, tmp_path, classes=False)
+    )
     rows = history_rows(tmp_path / "runs" / "history.csv")
     assert {f"val_iou_{k}" for k in range(5)} <= set(rows[0])  # five classes: background and four parts
     last = torch.load(tmp_path / "models" / "last.pt", map_location="cpu", weights_only=True)

@@ -1,0 +1,198 @@
+"""Atomic checkpoints, resume after interruption, pretrained weights and the per-epoch history."""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from ignite.engine import Engine, Events
+
+from medseg.training import AtomicCheckpointSaver, HistoryRecorder, ResumeFromCheckpoint, load_pretrained
+
+
+def _trainer(net: torch.nn.Module, opt: torch.optim.Optimizer, losses: list[float] | None = None) -> Engine:
+    """An ignite trainer with one SGD step per item; its output mimics MONAI's ``{"loss": ...}``."""
+
+    def step(engine: Engine, batch: torch.Tensor) -> dict[str, Any]:
+        opt.zero_grad()
+        loss = (net(batch) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if losses is not None:
+            losses.append(float(loss.detach()))
+        return {"loss": loss.detach()}
+
+    engine = Engine(step)
+    engine.optimizer = opt  # type: ignore[attr-defined]
+    return engine
+
+
+def _evaluator(scores: list[float]) -> Engine:
+    """An evaluator whose ``val_miou`` is the next value of ``scores`` at each run."""
+    evaluator = Engine(lambda engine, batch: None)
+
+    @evaluator.on(Events.COMPLETED)
+    def _score(engine: Engine) -> None:
+        engine.state.metrics["val_miou"] = scores.pop(0)
+
+    return evaluator
+
+
+def _setup(
+    tmp_path: Path, tag: str = "ce", losses: list[float] | None = None
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, Engine, AtomicCheckpointSaver]:
+    """Network, optimizer, trainer and a saver over all three, as a bundle builds them."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    trainer = _trainer(net, opt, losses)
+    saver = AtomicCheckpointSaver(tmp_path, {"network": net, "optimizer": opt, "trainer": trainer}, tag=tag)
+    return net, opt, trainer, saver
+
+
+DATA = [torch.ones(1, 3), 2 * torch.ones(1, 3)]
+
+
+def test_saver_writes_last_every_epoch_and_best_on_improvement(tmp_path: Path) -> None:
+    net, _, trainer, saver = _setup(tmp_path)
+    evaluator = _evaluator([0.2, 0.5, 0.4])
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
+    best_weights: dict[int, dict[str, torch.Tensor]] = {}
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        lambda e: best_weights.__setitem__(e.state.epoch, {k: v.clone() for k, v in net.state_dict().items()}),
+    )
+    saver.attach(trainer, evaluator)
+    trainer.run(DATA, max_epochs=3)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["tag"] == "ce"
+    assert float(last["best_metric"]) == pytest.approx(0.5)
+    assert int(last["best_epoch"]) == 2
+    assert set(last) >= {"network", "optimizer", "trainer"}
+    # model.pt holds the weights validated at epoch 2 (score 0.5), not the last ones (0.4)
+    best = torch.load(tmp_path / "model.pt", weights_only=True)
+    for key, value in best.items():
+        torch.testing.assert_close(value, best_weights[2][key])
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_saver_requires_the_network_entry(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must contain the network under 'network'"):
+        AtomicCheckpointSaver(tmp_path, {"model": torch.nn.Linear(1, 1)})
+
+
+def test_resume_restores_optimizer_epoch_and_best(tmp_path: Path) -> None:
+    _, _, trainer, saver = _setup(tmp_path)
+    evaluator = _evaluator([0.3])
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
+    saver.attach(trainer, evaluator)
+    trainer.run(DATA, max_epochs=1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+
+    _, opt2, trainer2, saver2 = _setup(tmp_path)  # fresh objects, as a restarted process builds them
+    resume = ResumeFromCheckpoint(tmp_path / "last.pt", saver2.save_dict, saver2)
+    seen: dict[str, Any] = {}
+    resume.attach(trainer2)
+    trainer2.add_event_handler(
+        Events.STARTED, lambda e: seen.update(epoch=e.state.epoch, state=copy.deepcopy(opt2.state_dict()))
+    )
+    trainer2.run(DATA, max_epochs=2)
+    assert seen["epoch"] == 1
+    for key, state in saved["optimizer"]["state"].items():
+        torch.testing.assert_close(seen["state"]["state"][key]["exp_avg"], state["exp_avg"])
+    assert saver2.best_metric == pytest.approx(0.3)
+
+
+def test_resume_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
+    _, _, trainer, saver = _setup(tmp_path)
+    ResumeFromCheckpoint(tmp_path / "last.pt", saver.save_dict).attach(trainer)
+    epochs: list[int] = []
+    trainer.add_event_handler(Events.STARTED, lambda e: epochs.append(e.state.epoch))
+    trainer.run(DATA, max_epochs=1)
+    assert epochs == [0]
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path: Path) -> None:
+    _, _, trainer, saver = _setup(tmp_path, tag="ce")
+    saver.attach(trainer)
+    trainer.run(DATA, max_epochs=1)
+    _, _, trainer2, saver2 = _setup(tmp_path, tag="mc")
+    ResumeFromCheckpoint(tmp_path / "last.pt", saver2.save_dict, saver2).attach(trainer2)
+    with pytest.raises(ValueError, match=r"another run \(tag 'ce', this run 'mc'\)"):
+        trainer2.run(DATA, max_epochs=2)
+    # disabled resume starts over instead
+    _, _, trainer3, saver3 = _setup(tmp_path, tag="mc")
+    ResumeFromCheckpoint(tmp_path / "last.pt", saver3.save_dict, saver3, enabled=False).attach(trainer3)
+    epochs: list[int] = []
+    trainer3.add_event_handler(Events.STARTED, lambda e: epochs.append(e.state.epoch))
+    trainer3.run(DATA, max_epochs=1)
+    assert epochs == [0]
+
+
+def test_load_pretrained_accepts_model_and_last_files(tmp_path: Path) -> None:
+    source = torch.nn.Linear(3, 2)
+    torch.save(source.state_dict(), tmp_path / "model.pt")
+    torch.save({"network": source.state_dict(), "tag": "ce"}, tmp_path / "last.pt")
+    for name in ("model.pt", "last.pt"):
+        target = torch.nn.Linear(3, 2)
+        load_pretrained(target, tmp_path / name)
+        torch.testing.assert_close(target.weight, source.weight)
+    untouched = torch.nn.Linear(3, 2)
+    before = untouched.weight.clone()
+    assert load_pretrained(untouched, None) is untouched
+    torch.testing.assert_close(untouched.weight, before)
+
+
+def test_load_pretrained_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"pass the model\.pt of a finished CE pre-training run"):
+        load_pretrained(torch.nn.Linear(3, 2), tmp_path / "missing.pt")
+    torch.save(torch.nn.Linear(3, 4).state_dict(), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="does not fit the network"):
+        load_pretrained(torch.nn.Linear(3, 2), tmp_path / "model.pt")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_history_records_mean_training_loss_validation_and_curves(tmp_path: Path) -> None:
+    losses: list[float] = []
+    _, _, trainer, _ = _setup(tmp_path, losses=losses)
+    evaluator = _evaluator([0.25, 0.75])
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: evaluator.run([0]))
+    history = HistoryRecorder(tmp_path / "runs")
+    history.attach(trainer, evaluator)
+    trainer.run(DATA, max_epochs=2)
+    rows = _rows(tmp_path / "runs" / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    # train_loss is the mean of the epoch's iteration losses (two items per epoch)
+    assert float(rows[0]["train_loss"]) == pytest.approx((losses[0] + losses[1]) / 2, rel=1e-5)
+    assert float(rows[1]["train_loss"]) == pytest.approx((losses[2] + losses[3]) / 2, rel=1e-5)
+    assert [float(r["val_miou"]) for r in rows] == [0.25, 0.75]
+    assert float(rows[0]["lr"]) == pytest.approx(0.1)
+    assert (tmp_path / "runs" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_history_drops_rows_after_the_resumed_epoch(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "history.csv").write_text("epoch,train_loss\n1,0.5\n2,0.4\n3,0.3\n", encoding="utf-8")
+    _, _, trainer, _ = _setup(tmp_path)
+    history = HistoryRecorder(runs)
+
+    @trainer.on(Events.STARTED)
+    def _resumed(engine: Engine) -> None:  # as ResumeFromCheckpoint would leave it: epoch 1 done
+        engine.state.epoch = 1
+        engine.state.iteration = len(DATA)
+
+    history.attach(trainer)
+    trainer.run(DATA, max_epochs=2)
+    rows = _rows(runs / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert rows[0]["train_loss"] == "0.5"  # kept
+    assert rows[1]["train_loss"] != "0.4"  # recomputed
