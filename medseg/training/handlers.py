@@ -43,6 +43,17 @@ def _state_dicts(objects: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _as_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool; also the strings a command line gives (``--resume false`` arrives as ``"false"``)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    if isinstance(value, int):
+        return bool(value)
+    raise ValueError(f"{name} must be true or false, got {value!r} ({type(value).__name__}); pass --{name} False")
+
+
 def _is_main_process() -> bool:
     import torch.distributed as dist
 
@@ -165,7 +176,8 @@ class ResumeFromCheckpoint:
         checkpoint: path of ``last.pt``.
         load_dict: name -> object, as given to :class:`AtomicCheckpointSaver`.
         saver: the saver, whose best-metric bookkeeping is restored too.
-        enabled: ``False`` always starts fresh.
+        enabled: ``False`` always starts fresh (the strings ``"true"``/``"false"`` of a command line are
+            accepted).
     """
 
     def __init__(
@@ -173,12 +185,12 @@ class ResumeFromCheckpoint:
         checkpoint: PathLike,
         load_dict: Mapping[str, Any],
         saver: AtomicCheckpointSaver | None = None,
-        enabled: bool = True,
+        enabled: bool | str = True,
     ) -> None:
         self.checkpoint = Path(checkpoint)
         self.load_dict = {k: v for k, v in load_dict.items() if v is not None}
         self.saver = saver
-        self.enabled = enabled
+        self.enabled = _as_bool(enabled, "resume")
 
     def attach(self, trainer: Engine) -> None:
         trainer.add_event_handler(Events.STARTED, self)
@@ -192,7 +204,8 @@ class ResumeFromCheckpoint:
         if self.saver is not None and saved.get("tag", "") != self.saver.tag:
             raise ValueError(
                 f"{self.checkpoint} holds the state of another run (tag {saved.get('tag', '')!r}, this run "
-                f"{self.saver.tag!r}); give this run its own ckpt_dir, or pass --resume false to start fresh"
+                f"{self.saver.tag!r}); give this run its own ckpt_dir, or pass --resume False to start fresh "
+                "(overwriting it)"
             )
 
         # map_location is passed on to torch.load, which takes a device string too

@@ -117,3 +117,18 @@ def test_neuroiou_overlay_takes_a_fitted_surrogate(tmp_path: Path) -> None:
     from medseg.losses import NeuroIoULoss
 
     torch.testing.assert_close(loss(logits, target), NeuroIoULoss(surrogate)(logits, target))
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_NAMES)
+@pytest.mark.parametrize("config", ["train.json", "multi_gpu_train.json"])
+def test_amp_only_on_cuda(bundle: str, config: str) -> None:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    files = [BUNDLES / bundle / "configs" / "train.json"]
+    if config != "train.json":
+        files.append(BUNDLES / bundle / "configs" / config)
+    parser.read_config([str(f) for f in files])
+    assert parser.get_parsed_content("amp") is torch.cuda.is_available()
+    assert parser["train"]["trainer"]["amp"] == "@amp"
+    assert parser["validate"]["evaluator"]["amp"] == "@amp"

@@ -126,11 +126,14 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path: Path) -> None:
         trainer2.run(DATA, max_epochs=2)
     # disabled resume starts over instead
     _, _, trainer3, saver3 = _setup(tmp_path, tag="mc")
-    ResumeFromCheckpoint(tmp_path / "last.pt", saver3.save_dict, saver3, enabled=False).attach(trainer3)
+    # "false" is what `--resume false` on a monai.bundle command line delivers
+    ResumeFromCheckpoint(tmp_path / "last.pt", saver3.save_dict, saver3, enabled="false").attach(trainer3)
     epochs: list[int] = []
     trainer3.add_event_handler(Events.STARTED, lambda e: epochs.append(e.state.epoch))
     trainer3.run(DATA, max_epochs=1)
     assert epochs == [0]
+    with pytest.raises(ValueError, match="resume must be true or false, got 'maybe'"):
+        ResumeFromCheckpoint(tmp_path / "last.pt", saver3.save_dict, enabled="maybe")
 
 
 def test_load_pretrained_accepts_model_and_last_files(tmp_path: Path) -> None:
