@@ -145,7 +145,10 @@ def discover_input(path: PathLike) -> InputCase:
         return InputCase(p, "dicom", p.name)
     if images:
         return InputCase(p, "frames", p.name, tuple(sorted(images, key=lambda e: _natural_key(e.name))))
-    raise ValueError(f"{p}: folder holds neither DICOM files nor 2D images (frames); nothing to segment")
+    hint = (
+        " (it has sub-folders: give the series or frame folder itself)" if any(e.is_dir() for e in p.iterdir()) else ""
+    )
+    raise ValueError(f"{p}: folder holds neither DICOM files nor 2D images (frames); nothing to segment{hint}")
 
 
 @dataclass
