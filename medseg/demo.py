@@ -184,6 +184,7 @@ def run_demo(
             vol_dir / "reference",
             num_classes=2,
             out=vol_dir / "evaluation.json",
+            pred_suffix="_seg",
             progress=progress,
         )
     return DemoResult(out, datalist, stats_file, runs, pred_dir, evaluation, volume_eval)
