@@ -220,6 +220,7 @@ def write_report(
     compute = sum(float(r.get("train_wall_seconds") or 0) + float(r.get("eval_wall_seconds") or 0) for r in result.runs)
     seeds = sorted({r.seed for r in result.plan})
     source = cfg.data.source.name if cfg.data.source else "synthetic"
+    generated = sorted((result.work_dir / "overlays").glob("*.json"))
     md: list[str] = [f"# {cfg.title}", ""]
     if cfg.description:
         md += [cfg.description, ""]
@@ -249,6 +250,13 @@ def write_report(
         f"{split_sizes['test']} test images" + (f" ({json.dumps(cfg.data.split)})" if cfg.data.split else "") + ".",
         f"- Training-split class counts: {stats['class_counts']} (MC offsets at τ={stats['tau']:g}, v={stats['v']:g}: "
         f"ρ_0k = {[round(x, 4) for x in stats['rho_neg']]}, ρ_k0 = {[round(x, 4) for x in stats['rho_pos']]}).",
+        "- Losses: each with its overlay `configs/losses/<loss>.json` (default hyper-parameters there)"
+        + (
+            f"; generated registry-default overlays for {', '.join(sorted(p.stem for p in generated))}"
+            if generated
+            else ""
+        )
+        + f"; code at commit `{machine.get('git_commit') or '?'}`.",
         f"- Network: COPLE-Net 2D, widths {b.features}; input resized to {b.spatial_size}; batch size {b.batch_size}.",
         f"- CE pre-training: {b.pretrain_epochs} epochs, AdamW lr {b.pretrain_learning_rate:g}; fine-tuning: "
         f"{b.finetune_epochs} epochs per loss, AdamW lr {b.finetune_learning_rate:g} (poly power {b.lr_power:g}); "

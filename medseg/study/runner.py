@@ -133,23 +133,31 @@ def _base_overrides(cfg: StudyConfig, datalist: Path, stats: Path) -> dict[str, 
     return ov
 
 
-def _test_refs(datalist: Path, refs: Path) -> list[Path]:
-    """Copy the test labels to ``refs`` named by their image's case id; return the test images."""
+def _test_refs(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
+    """Copy the test images to ``inputs`` and their labels to ``refs`` under one unique case id per pair.
+
+    The copies make the case ids unique (``<folder>_<stem>`` when two test images share a stem, e.g. frame
+    numbers of different clips), since predictions are named after their input's stem.
+    """
     from medseg.data import load_datalist
     from medseg.evaluation.evaluate import case_id
 
     items = load_datalist(datalist, "test")
     if not items:
         raise ValueError(f"{datalist}: the test split is empty; the study needs held-back test cases")
+    stems = [case_id(Path(item["image"])) for item in items]
     refs.mkdir(parents=True, exist_ok=True)
+    inputs.mkdir(parents=True, exist_ok=True)
     images = []
-    for item in items:
+    for item, stem in zip(items, stems, strict=True):
         image, label = Path(item["image"]), Path(item["label"])
-        suffix = ".nii.gz" if label.name.lower().endswith(".nii.gz") else label.suffix
-        target = refs / f"{case_id(image)}{suffix}"
-        if not target.exists():
-            shutil.copyfile(label, target)
-        images.append(image)
+        case = stem if stems.count(stem) == 1 else f"{image.parent.name}_{stem}"
+        img_suffix = ".nii.gz" if image.name.lower().endswith(".nii.gz") else image.suffix
+        lab_suffix = ".nii.gz" if label.name.lower().endswith(".nii.gz") else label.suffix
+        for src, dst in ((label, refs / f"{case}{lab_suffix}"), (image, inputs / f"{case}{img_suffix}")):
+            if not dst.exists():
+                shutil.copyfile(src, dst)
+        images.append(inputs / f"{case}{img_suffix}")
     return images
 
 
@@ -255,6 +263,18 @@ def machine_info() -> dict[str, Any]:
         info["monai"] = monai.__version__
     except ImportError:  # pragma: no cover
         pass
+    try:
+        import subprocess
+
+        info["git_commit"] = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],  # git from PATH
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
     return info
 
 
@@ -332,7 +352,7 @@ def _execute(
     data_dir = work / "data"
     datalist = prepare_data(cfg.data, data_dir)
     stats = prepare_stats(cfg.data, datalist)
-    images = _test_refs(datalist, data_dir / "test_refs")
+    images = _test_refs(datalist, data_dir / "test_refs", data_dir / "test_inputs")
     base = _base_overrides(cfg, datalist, stats)
     b = cfg.budget
     pretrained: dict[int, Path] = {}

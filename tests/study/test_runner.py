@@ -203,3 +203,29 @@ def test_verdict_words() -> None:
     assert lines[1].startswith("- MC ties with **dice**")
     assert lines[2].startswith("- MC loses to **lmp**")
     assert "no result" in lines[3]
+
+
+def test_test_inputs_get_unique_case_ids(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from data_tools.datalist import write_datalist
+    from medseg.study.runner import _test_refs
+
+    entries = []
+    for clip in ("clipA", "clipB"):
+        for kind in ("images", "labels"):
+            (tmp_path / kind / clip).mkdir(parents=True)
+            Image.fromarray(np.full((4, 4), 1 if kind == "labels" else 9, np.uint8)).save(
+                tmp_path / kind / clip / "frame_0008.png"
+            )
+        entries.append(
+            {
+                "image": str(tmp_path / "images" / clip / "frame_0008.png"),
+                "label": str(tmp_path / "labels" / clip / "frame_0008.png"),
+            }
+        )
+    datalist = write_datalist(tmp_path / "datalist.json", {"training": entries[:1], "test": entries})
+    images = _test_refs(datalist, tmp_path / "refs", tmp_path / "inputs")
+    assert [p.name for p in images] == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
+    assert sorted(p.name for p in (tmp_path / "refs").iterdir()) == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
