@@ -1,15 +1,75 @@
-"""`medseg bench` (STUB: to be replaced by its owner)."""
+"""``medseg bench loss|infer``: benchmarks that print ratios against named references (thin wrapper).
+
+``loss`` is :mod:`medseg.bench.loss`; ``infer`` is :mod:`medseg.bench.infer`, imported only when the ``bench``
+parser is built, so ``medseg bench loss`` keeps working where the inference benchmark is not installed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
+from types import ModuleType
 
-HELP = "bench (not yet available)"
+from medseg.console import CliError, OneLineParser
+
+logger = logging.getLogger(__name__)
+
+HELP = "benchmarks against named references: loss (vs cross-entropy) or infer"
+DESCRIPTION = (
+    "Benchmarks that print ratios against named references. `loss`: forward+backward time and peak memory of "
+    "every registered loss vs PyTorch's cross_entropy. `infer`: the inference benchmark. --json prints one JSON "
+    "object."
+)
+
+_SUBCOMMANDS = {
+    "loss": ("medseg.bench.loss", "time and peak memory of every registered loss vs F.cross_entropy"),
+    "infer": ("medseg.bench.infer", "inference benchmark"),
+}
+
+
+def _import(name: str) -> ModuleType | None:
+    module_path = _SUBCOMMANDS[name][0]
+    try:
+        return importlib.import_module(module_path)
+    except ImportError as err:
+        if err.name is not None and module_path.startswith(err.name):
+            logger.debug("%s is not available: %s", module_path, err)
+            return None
+        raise
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    # The top-level `bench` parser gets --no-progress/-v/--debug from medseg.console; repeat them here so they
+    # also work after the sub-command. SUPPRESS keeps a value given before the sub-command.
+    parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS, help="hide progress bars")
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="full tracebacks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Add the ``loss`` and ``infer`` sub-commands and their options."""
+    sub = parser.add_subparsers(dest="bench_command", metavar="{loss,infer}", parser_class=OneLineParser)
+    sub.required = True
+    for name, (_, help_text) in _SUBCOMMANDS.items():
+        module = _import(name)
+        if module is None:
+            help_text += " (not available in this installation)"
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=getattr(module, "__doc__", None) or help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        if module is not None:
+            module.add_arguments(p)
+        _common_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("medseg bench is not implemented yet")
+    """Dispatch to the chosen benchmark's ``run(args)``."""
+    name = args.bench_command
+    module = _import(name)
+    if module is None:
+        raise CliError(f"`medseg bench {name}` is not available: {_SUBCOMMANDS[name][0]} is not installed", code=1)
+    return int(module.run(args) or 0)
