@@ -104,7 +104,8 @@ def target_to_labels(
         if bool(ignored.any()):
             valid = ~ignored
             labels = labels.masked_fill(ignored, 0)
-    lo, hi = int(labels.min()), int(labels.max())
+    lo_t, hi_t = torch.aminmax(labels)  # one pass instead of min() + max()
+    lo, hi = int(lo_t), int(hi_t)
     if lo < 0 or hi >= k:
         bad = hi if hi >= k else lo
         allowed = f"0..{k - 1}" + (f" or ignore_index={ignore_index}" if ignore_index is not None else "")
