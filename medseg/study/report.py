@@ -229,7 +229,9 @@ def write_report(
         "pre-trained with cross-entropy ONCE per seed, then every loss fine-tunes from that same checkpoint with "
         "the same budget, seed and AdamW; each fine-tuned model is scored on the held-back test split (masks "
         "predicted through the bundle's `inference.json` in each image's own geometry, dataset-level IoU from one "
-        "confusion matrix over the test split, 000 Eq. 1-3).",
+        "confusion matrix over the test split, 000 Eq. 1-3). The model scored is each stage's `model.pt`: its epoch "
+        "with the best validation mIoU (the bundle's checkpoint rule, the same for every loss), so a fine-tune "
+        "that never beats its first epoch on validation is scored at that epoch.",
         "",
         "## Command",
         "",
