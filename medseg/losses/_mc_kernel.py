@@ -26,10 +26,12 @@ import logging
 import math
 import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+from torch.autograd.function import once_differentiable
 
 logger = logging.getLogger(__name__)
 
@@ -165,30 +167,54 @@ def mc_loss_and_grad(
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Compilation: lazily, once per process; any failure falls back to the eager function for the rest of the process.
+# Compilation: lazily, one compiled function per configuration (variant, surrogate, per-pixel output, ignore mask,
+# dtype, device). Each gets its own copy of the code object, because dynamo keeps its cache of compiled graphs, and
+# its recompile limit (8), per code object: one shared function would run out after a few configurations and
+# shapes in one process.
 
 _lock = threading.Lock()
-_compiled: Callable[..., Any] | None = None
-_compile_failed = False
+_compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+_compile_failed = False  # torch.compile itself is unusable here: every configuration runs eagerly
+_failed_configs: set[tuple[Any, ...]] = set()
 _seen_keys: set[tuple[Any, ...]] = set()
 _compile_times: dict[str, float] = {}
 
 
 def compile_times() -> dict[str, float]:
-    """Wall seconds of each first call that compiled the kernel (key: a readable signature), this process."""
+    """Wall seconds of each first call that compiled the kernel in this process (key: a readable signature).
+
+    The kernel is specialised on K, the flattened spatial size S, dtype, device and the options; the batch size is
+    a dynamic dimension (batch size 1 gets its own kernel). A later process reuses inductor's on-disk cache
+    (``/tmp/torchinductor_<user>``), so its "compile" takes seconds, not the cold compile time.
+    """
     return dict(_compile_times)
 
 
-def _get_compiled() -> Callable[..., Any] | None:
-    global _compiled, _compile_failed
+def _make_compiled(config: tuple[Any, ...]) -> Callable[..., Any]:
+    """``torch.compile`` of a private copy of :func:`mc_loss_and_grad` (own code object, own dynamo cache)."""
+    base = mc_loss_and_grad
+    tag = "_".join(str(c) for c in config).replace(".", "_")
+    code = base.__code__.replace(co_name=f"mc_loss_and_grad__{tag}", co_qualname=f"mc_loss_and_grad__{tag}")
+    clone = types.FunctionType(code, base.__globals__, code.co_name, base.__defaults__, base.__closure__)
+    # dynamic=False: a kernel with a symbolic spatial size cannot prove its class slices contiguous and loses
+    # vectorisation (measured 2-3x slower); only the batch size is made dynamic (see run_kernel).
+    return torch.compile(clone, fullgraph=True, dynamic=False)
+
+
+def _get_compiled(config: tuple[Any, ...]) -> Callable[..., Any] | None:
+    global _compile_failed
     with _lock:
-        if _compiled is None and not _compile_failed:
+        if _compile_failed:
+            return None
+        fn = _compiled.get(config)
+        if fn is None:
             try:
-                _compiled = torch.compile(mc_loss_and_grad, fullgraph=True)
+                fn = _compiled[config] = _make_compiled(config)
             except Exception as err:  # torch.compile unavailable (e.g. unsupported Python/platform)
                 _compile_failed = True
                 logger.warning("torch.compile unavailable (%s); margin calibration runs eagerly", err)
-        return _compiled
+                return None
+        return fn
 
 
 def run_kernel(backend: Backend, *args: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -196,19 +222,28 @@ def run_kernel(backend: Backend, *args: Any) -> tuple[torch.Tensor, tuple[torch.
 
     ``"eager"`` runs the Python function; ``"compile"`` the ``torch.compile``d one (errors propagate); ``"auto"``
     the compiled one for inputs of at least :data:`AUTO_COMPILE_MIN_NUMEL` elements (smaller ones run eagerly:
-    the one-off compile would cost far more than it saves), falling back to eager, with one logged warning, for
-    the rest of the process if compiling fails.
+    the one-off compile would cost far more than it saves). With ``"auto"``, a configuration whose compile fails
+    runs eagerly from then on (one logged warning); if ``torch.compile`` is unusable altogether, everything does.
     """
-    global _compile_failed
-    if backend == "eager" or (backend == "auto" and (_compile_failed or args[0].numel() < AUTO_COMPILE_MIN_NUMEL)):
+    x, labels, valid = args[:3]
+    config = (x.dtype, x.device.type, valid is None, *args[6:])
+    if (
+        backend == "eager"
+        or (backend == "auto" and (_compile_failed or config in _failed_configs or x.numel() < AUTO_COMPILE_MIN_NUMEL))
+        or torch.compiler.is_compiling()  # inside a caller's torch.compile: let the outer compiler trace the maths
+    ):
         return mc_loss_and_grad(*args)
-    fn = _get_compiled()
+    fn = _get_compiled(config)
     if fn is None:
         if backend == "compile":
             raise RuntimeError("backend='compile' was requested but torch.compile is unavailable here")
         return mc_loss_and_grad(*args)
-    x = args[0]
-    key = (tuple(x.shape), x.dtype, x.device.type, args[2] is None, *args[6:])
+    b_count, k_count, s_count = x.shape
+    if b_count > 1:
+        # One kernel for every batch size (a smaller last batch does not recompile); 1 is specialised by dynamo.
+        for t in (x, labels) if valid is None else (x, labels, valid):
+            torch._dynamo.mark_dynamic(t, 0)
+    key = (min(b_count, 2), k_count, s_count, *config)
     first = key not in _seen_keys
     start = time.perf_counter()
     try:
@@ -216,10 +251,10 @@ def run_kernel(backend: Backend, *args: Any) -> tuple[torch.Tensor, tuple[torch.
     except Exception as err:
         if backend == "compile":
             raise
-        _compile_failed = True
+        _failed_configs.add(config)
         logger.warning(
-            "compiling the margin-calibration kernel failed (%s: %s); falling back to the eager kernel "
-            "(same values, slower)",
+            "compiling the margin-calibration kernel failed (%s: %s); falling back to the eager kernel for this "
+            "configuration (same values, slower)",
             type(err).__name__,
             err,
         )
@@ -229,8 +264,9 @@ def run_kernel(backend: Backend, *args: Any) -> tuple[torch.Tensor, tuple[torch.
         seconds = time.perf_counter() - start
         variant, surrogate, per_pixel = args[6:]
         name = (
-            f"(B, K, S)={tuple(x.shape)} {str(x.dtype).removeprefix('torch.')} {x.device.type} "
-            f"variant={variant} surrogate={surrogate} per_pixel={per_pixel} ignore={args[2] is not None}"
+            f"B={'1' if b_count == 1 else 'any'} K={k_count} S={s_count} {str(x.dtype).removeprefix('torch.')} "
+            f"{x.device.type} variant={variant} surrogate={surrogate} per_pixel={per_pixel} "
+            f"ignore={valid is not None}"
         )
         _compile_times[name] = seconds
         logger.info("margin-calibration kernel compiled for %s in %.1f s", name, seconds)
@@ -286,6 +322,7 @@ class MarginCalibrationFunction(torch.autograd.Function):
         return (loss * scale if reduction == "mean" else loss), any_nonfinite
 
     @staticmethod
+    @once_differentiable  # the saved gradient is a constant: a second derivative raises instead of being wrong
     def backward(
         ctx: Any, grad_output: torch.Tensor, _grad_nonfinite: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:

@@ -484,8 +484,9 @@ def test_auto_backend_falls_back_to_eager_when_compile_fails(monkeypatch, caplog
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(_mc_kernel, "_compiled", broken)
-    monkeypatch.setattr(_mc_kernel, "_compile_failed", False)
+    monkeypatch.setattr(_mc_kernel, "_make_compiled", lambda config: broken)
+    monkeypatch.setattr(_mc_kernel, "_compiled", {})
+    monkeypatch.setattr(_mc_kernel, "_failed_configs", set())
     monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_MIN_NUMEL", 0)
     logits, labels = _random_case((1, 3, 4, 4))
     expected = MarginCalibrationLoss(COUNTS3, backend="eager")(logits, labels)
@@ -493,18 +494,41 @@ def test_auto_backend_falls_back_to_eager_when_compile_fails(monkeypatch, caplog
         value = MarginCalibrationLoss(COUNTS3)(logits, labels)
     torch.testing.assert_close(value, expected)
     assert "falling back to the eager kernel" in caplog.text
-    assert _mc_kernel._compile_failed
-    monkeypatch.setattr(_mc_kernel, "_compile_failed", False)
+    assert len(_mc_kernel._failed_configs) == 1
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="medseg.losses._mc_kernel"):
+        MarginCalibrationLoss(COUNTS3)(logits, labels)  # the failed configuration is not retried
+    assert caplog.text == ""
     strict = MarginCalibrationLoss(COUNTS3, backend="compile")
+    monkeypatch.setattr(_mc_kernel, "_failed_configs", set())
     with pytest.raises(RuntimeError, match="no compiler here"):
         strict(logits, labels)
+
+
+def test_auto_backend_when_torch_compile_is_unusable(monkeypatch, caplog):
+    def unusable(config):
+        raise RuntimeError("torch.compile is not supported on this platform")
+
+    monkeypatch.setattr(_mc_kernel, "_make_compiled", unusable)
+    monkeypatch.setattr(_mc_kernel, "_compiled", {})
+    monkeypatch.setattr(_mc_kernel, "_compile_failed", False)
+    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_MIN_NUMEL", 0)
+    logits, labels = _random_case((1, 3, 4, 4))
+    with caplog.at_level("WARNING", logger="medseg.losses._mc_kernel"):
+        value = MarginCalibrationLoss(COUNTS3)(logits, labels)
+    assert "torch.compile unavailable" in caplog.text
+    assert _mc_kernel._compile_failed
+    torch.testing.assert_close(value, MarginCalibrationLoss(COUNTS3, backend="eager")(logits, labels))
+    with pytest.raises(RuntimeError, match="unavailable here"):
+        MarginCalibrationLoss(COUNTS3, backend="compile")(logits, labels)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "surrogate"), CONFIGS, ids=["paper", "reference", "margin"])
 def test_compiled_kernel_matches_eager(variant, surrogate):
-    # 2D with ignore_index, 3D without: the compiled (inductor) kernel against the eager one, float32
-    for shape, ignore in (((2, 3, 16, 16), True), ((1, 3, 4, 8, 8), False)):
+    # 2D with ignore_index (two batch sizes: one kernel with a dynamic batch), 3D without, per-pixel output:
+    # the compiled (inductor) kernel against the eager one, float32
+    for shape, ignore in (((2, 3, 16, 16), True), ((3, 3, 16, 16), True), ((1, 3, 4, 8, 8), False)):
         logits, labels = _random_case(shape, seed=1, dtype=torch.float32)
         target = labels.clone()
         if ignore:
@@ -518,3 +542,22 @@ def test_compiled_kernel_matches_eager(variant, surrogate):
         eager.backward()
         torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-7)
+    none_fused = MarginCalibrationLoss(
+        COUNTS3, variant=variant, surrogate=surrogate, reduction="none", backend="compile"
+    )
+    none_eager = MarginCalibrationLoss(COUNTS3, variant=variant, surrogate=surrogate, reduction="none", backend="eager")
+    torch.testing.assert_close(none_fused(logits, labels), none_eager(logits, labels), rtol=1e-5, atol=1e-6)
+    bad = logits.clone()
+    bad[0, 1, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        none_fused(bad, labels)
+
+
+def test_second_derivative_is_refused():
+    # the analytic gradient is saved as a constant: a double backward must fail loudly, never be silently zero
+    loss = MarginCalibrationLoss(COUNTS3, backend="eager")
+    logits, labels = _random_case((1, 3, 3, 3))
+    x = logits.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(x, labels), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        (grad * torch.randn_like(grad)).sum().backward()
