@@ -5,8 +5,11 @@ Why not plain autograd: the margin λ_ik = s_ik − max_{j≠k} s_ij (Yu et al.,
 times; on CPU that measured 4–15× the time of ``F.cross_entropy`` forward+backward, and ``torch.compile`` of that
 autograd graph still about 10× (issue 2). Here the loss and its gradient are written as one elementwise program over
 the K channel slices of each pixel, so ``torch.compile`` (inductor) turns it into a single vectorised loop that
-reads the logits and labels once and writes the gradient once. The same Python function runs eagerly where no
-compiler is available.
+reads the logits and labels once and writes the K gradient slices once (the backward stacks them into the logits'
+layout in one copy). Measured on the 2-core CPU of this project, float32 logits (8, 5, 256, 256), forward+backward:
+0.6–0.9× the time of ``F.cross_entropy`` when the machine was quiet (1.0–1.3× under heavy load from other jobs),
+0.75× its peak memory; a cold compile took about 17 s (about 4 s with inductor's on-disk cache). The same Python
+function runs eagerly where no compiler is available (about 7× cross-entropy's time).
 
 Gradient of the margin (the "top-2 trick"): with i1 the index of the largest score of a pixel and i2 the index of
 the largest among the others, ``max_{j≠k} s_j`` is ``s_{i1}`` for every k ≠ i1 and ``s_{i2}`` for k = i1. With
