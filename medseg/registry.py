@@ -28,10 +28,12 @@ class Registry:
 
     Args:
         kind: what the registry holds ("loss", "network"); used in error messages.
+        plural: plural of ``kind`` for messages (default: ``kind + "s"``).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or f"{kind}s"
         self._entries: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable[[F], F]:
@@ -70,7 +72,7 @@ class Registry:
             close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.4)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} Registered {self.kind}s: {', '.join(self.names())}"
+                f"unknown {self.kind} {name!r}.{hint} Registered {self.plural}: {', '.join(self.names())}"
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
@@ -87,7 +89,7 @@ class Registry:
         return f"Registry({self.kind!r}, names={self.names()})"
 
 
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", "losses")
 NETWORKS = Registry("network")
 
 
