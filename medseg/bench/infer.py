@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1)")
     parser.add_argument("--sw-batch-size", type=int, default=8, help="windows per network call")
     parser.add_argument("--classes", type=int, default=2, help="network output channels")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each method (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each method (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both methods run")
     parser.add_argument(
@@ -185,8 +185,10 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     a = outputs["monai"].argmax(1)
     b = outputs["ours"].argmax(1)
     median = {k: statistics.median(v) for k, v in times.items()}
+    paired = [o / m for o, m in zip(times["ours"], times["monai"], strict=True)]
     result: dict[str, Any] = {
-        "ratio": statistics.median(o / m for o, m in zip(times["ours"], times["monai"], strict=True)),
+        "ratio": statistics.median(paired),
+        "ratio_range": [min(paired), max(paired)],
         "ratio_of_medians": median["ours"] / median["monai"],
         "ratio_best": min(times["ours"]) / min(times["monai"]),
         "agreement": _min_class_dice(a, b),
@@ -253,6 +255,12 @@ def _text(r: dict[str, Any]) -> str:
         f"  agreement (min per-class Dice): {r['agreement']:.6f}   voxel agreement: {r['voxel_agreement']:.6f}   "
         f"max |logit diff|: {r['max_abs_logit_diff']:.2e}",
     ]
+    low, high = r["ratio_range"]
+    if high > 1.5 * low:
+        lines.append(
+            f"  warning: timings are unstable (paired ratios {low:.2f}..{high:.2f}): the machine is busy; "
+            "compare with --threads 1 and more --repeats"
+        )
     if "monai_peak_bytes" in r:
         lines.append(
             f"  peak GPU memory: MONAI {r['monai_peak_bytes'] / 2**20:.1f} MiB, "

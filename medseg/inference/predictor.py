@@ -270,7 +270,13 @@ class Predictor:
             raise ValueError(f"slice_axis must be one of 2, 3, 4 or -3, -2, -1 (a 5D tensor axis), got {slice_axis!r}")
         self.slice_axis = slice_axis % 5
         self.overlap = check_overlap(overlap, dims)
+        if mode not in ("gaussian", "constant"):
+            raise ValueError(f"mode must be 'gaussian' or 'constant' (blending of overlapping windows), got {mode!r}")
         self.mode: BlendMode = mode
+        if padding_mode not in ("constant", "reflect", "replicate", "circular"):
+            raise ValueError(
+                f"padding_mode must be 'constant', 'reflect', 'replicate' or 'circular', got {padding_mode!r}"
+            )
         self.sigma_scale = sigma_scale
         if isinstance(sw_batch_size, bool) or not isinstance(sw_batch_size, int) or sw_batch_size < 1:
             raise ValueError(f"sw_batch_size must be a positive int, got {sw_batch_size!r}")

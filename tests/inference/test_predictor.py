@@ -106,6 +106,8 @@ def test_labels_and_sigmoid(threshold_net):
         ({"roi_size": [8, 8, 8]}, "roi_size must have 2 entries"),
         ({"slice_axis": 1}, "slice_axis must be"),
         ({"memory_format": "nhwc"}, "memory_format must be"),
+        ({"mode": "linear"}, "mode must be"),
+        ({"padding_mode": "wrap"}, "padding_mode must be"),
     ],
 )
 def test_bad_settings_are_named(kwargs, match):
