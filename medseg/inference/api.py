@@ -465,7 +465,7 @@ def predict_files(
                 result.unexpected = True
         result.seconds = time.perf_counter() - start
         if result.error:
-            logger.error("%s", result.error)
+            logger.info("failed: %s", result.error)  # the caller reports failures (CLI: one line each)
         else:
             logger.info("%s: %s in %.1f s", raw, result.status, result.seconds)
         report.results.append(result)
@@ -502,6 +502,8 @@ def run_inference(
     )
     logger.info("%s", report.summary())
     if report.failed:
+        for failed in report.failed:
+            logger.error("%s", failed.error)
         lines = "; ".join(r.error or r.input for r in report.failed)
         raise RuntimeError(f"{len(report.failed)} of {len(report.results)} input(s) failed: {lines}")
     return report

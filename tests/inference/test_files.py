@@ -177,3 +177,12 @@ def test_discover_input_by_suffix(tmp_path, name, source):
     case = discover_input(tmp_path / name)
     assert case.source == source
     assert case.name == name.split(".")[0]
+
+
+def test_run_inference_raises_after_trying_every_input(tmp_path, threshold_net):
+    from medseg.inference import run_inference
+
+    _gray_image(tmp_path / "ok.png")
+    with pytest.raises(RuntimeError, match=r"1 of 2 input\(s\) failed: .*missing\.png"):
+        run_inference([tmp_path / "missing.png", tmp_path / "ok.png"], tmp_path / "o", Predictor(threshold_net()))
+    assert (tmp_path / "o" / "ok_seg.png").is_file()
