@@ -48,8 +48,7 @@ class Registry:
         def decorator(obj: F) -> F:
             if name in self._entries:
                 raise ValueError(
-                    f"{self.kind} name {name!r} is already registered to {self._entries[name]!r}; "
-                    "choose another name"
+                    f"{self.kind} name {name!r} is already registered to {self._entries[name]!r}; choose another name"
                 )
             self._entries[name] = obj
             return obj
