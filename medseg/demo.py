@@ -45,15 +45,16 @@ class DemoResult:
     volume_evaluation: dict[str, Any] = field(default_factory=dict)
 
 
-def _prepare_real(real_data: Path, data_dir: Path, size: int) -> Path:
+def _prepare_real(real_data: Path, data_dir: Path) -> Path:
     from data_tools.slices2d import convert_slices
     from data_tools.split import split_datalist
 
     datalist = data_dir / "datalist.json"
     if not datalist.is_file():
         report = convert_slices(real_data / "imgs", real_data / "gt_binary", data_dir, mask_type="binary")
-        if getattr(report, "failed", None):
-            raise ValueError(f"converting {real_data} failed for {len(report.failed)} slice(s)")
+        if not report.ok:
+            lines = report.failure_lines()
+            raise ValueError(f"converting {real_data} failed for {len(lines)} slice(s): {lines[:1]}")
         split_datalist(datalist, by="case", counts=(30, 10, 10), seed=0)
     return datalist
 
@@ -93,7 +94,7 @@ def run_demo(
     out = Path(output_dir).resolve()
     data_dir = out / "data"
     if real_data is not None:
-        datalist = _prepare_real(Path(real_data), data_dir, size)
+        datalist = _prepare_real(Path(real_data), data_dir)
         label_map = "binary"
     else:
         datalist = data_dir / "datalist.json"
