@@ -97,6 +97,35 @@ class _RegionMCLoss(nn.Module):
         return self.lambda_mc * mc_value + self.lambda_region * region_value
 
 
+def _mc_term(
+    class_counts: Counts | None,
+    rho_neg: Counts | None,
+    rho_pos: Counts | None,
+    tau: float,
+    v: float,
+    variant: Variant,
+    surrogate: Surrogate,
+    ignore_index: int | None,
+    reduction: str,
+    empty: EmptyPolicy,
+    backend: Backend,
+) -> MarginCalibrationLoss:
+    """The MC term both compounds share (a scalar: ``"sum"`` stays ``"sum"``, anything else averages)."""
+    return MarginCalibrationLoss(
+        class_counts,
+        rho_neg=rho_neg,
+        rho_pos=rho_pos,
+        tau=tau,
+        v=v,
+        variant=variant,
+        surrogate=surrogate,
+        ignore_index=ignore_index,
+        reduction="sum" if reduction == "sum" else "mean",
+        empty=empty,
+        backend=backend,
+    )
+
+
 @LOSSES.register("dice_mc")
 class DiceMCLoss(_RegionMCLoss):
     r"""Margin calibration plus soft Dice: ``lambda_mc · MC + lambda_dice · Dice`` (Table 5, "Ours + Dice loss").
@@ -154,18 +183,8 @@ class DiceMCLoss(_RegionMCLoss):
         batch: bool = False,
     ) -> None:
         reduction = check_reduction(reduction)
-        mc = MarginCalibrationLoss(
-            class_counts,
-            rho_neg=rho_neg,
-            rho_pos=rho_pos,
-            tau=tau,
-            v=v,
-            variant=variant,
-            surrogate=surrogate,
-            ignore_index=ignore_index,
-            reduction="sum" if reduction == "sum" else "mean",
-            empty=empty,
-            backend=backend,
+        mc = _mc_term(
+            class_counts, rho_neg, rho_pos, tau, v, variant, surrogate, ignore_index, reduction, empty, backend
         )
         region = MonaiDiceLoss(
             include_background=True,  # the background channel is dropped by prepare() when asked
@@ -255,18 +274,8 @@ class TverskyMCLoss(_RegionMCLoss):
         reduction = check_reduction(reduction)
         alpha_f = _check_weight(alpha, "alpha")
         beta_f = _check_weight(beta, "beta")
-        mc = MarginCalibrationLoss(
-            class_counts,
-            rho_neg=rho_neg,
-            rho_pos=rho_pos,
-            tau=tau,
-            v=v,
-            variant=variant,
-            surrogate=surrogate,
-            ignore_index=ignore_index,
-            reduction="sum" if reduction == "sum" else "mean",
-            empty=empty,
-            backend=backend,
+        mc = _mc_term(
+            class_counts, rho_neg, rho_pos, tau, v, variant, surrogate, ignore_index, reduction, empty, backend
         )
         region = MonaiTverskyLoss(
             include_background=True,  # the background channel is dropped by prepare() when asked
