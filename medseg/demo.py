@@ -27,8 +27,7 @@ __all__ = ["DemoResult", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLE = REPO_ROOT / "bundles" / "covid19_ct_lesion"
+BUNDLE_NAME = "covid19_ct_lesion"
 SMALL_FEATURES = [16, 32, 64, 128, 256]
 
 
@@ -87,7 +86,10 @@ def run_demo(
     from medseg.data.synthetic import make_ct_slices, make_ct_volume
     from medseg.evaluation.evaluate import evaluate_folders
     from medseg.inference import predict_with_bundle
+    from medseg.resources import bundle_dir
     from medseg.training.protocol import two_stage
+
+    bundle = bundle_dir(BUNDLE_NAME)
 
     if size % 16:
         raise ValueError(f"size must be a multiple of 16 (COPLE-Net downsamples 4 times), got {size}")
@@ -118,7 +120,7 @@ def run_demo(
         "seed": 0,
     }
     runs = two_stage(
-        BUNDLE,
+        bundle,
         out / "runs",
         "mc",
         pretrain_epochs=pretrain_epochs,
@@ -146,7 +148,7 @@ def run_demo(
         "spatial_size": [size, size],
     }
     report = predict_with_bundle(
-        BUNDLE, inputs, pred_dir, ckpt=model, device="cpu", progress=progress, overrides=bundle_overrides
+        bundle, inputs, pred_dir, ckpt=model, device="cpu", progress=progress, overrides=bundle_overrides
     )
     if report.failed:
         raise RuntimeError(f"prediction failed for {len(report.failed)} case(s): {report.failed[0].error}")
@@ -170,7 +172,7 @@ def run_demo(
             label_path=vol_dir / "reference" / "ct_volume.nii.gz",
         )
         vol_report = predict_with_bundle(
-            BUNDLE,
+            bundle,
             [vol.image],
             vol_dir / "prediction",
             ckpt=model,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from medseg.console import existing_dir, existing_file, progress_enabled
+from medseg.console import existing_file, progress_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +21,24 @@ DESCRIPTION = (
 )
 
 
+def bundle_ref(value: str) -> Path:
+    """A shipped bundle's name or a bundle folder (checked while arguments are parsed)."""
+    from medseg.resources import bundle_dir
+
+    try:
+        return bundle_dir(value)
+    except FileNotFoundError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bundle",
         required=True,
-        type=existing_dir,
-        metavar="BUNDLE_DIR",
-        help="bundle folder with configs/inference.json",
+        type=bundle_ref,
+        metavar="NAME_OR_DIR",
+        help="a shipped bundle's name (covid19_ct_lesion, robotic_instrument) or a bundle folder with "
+        "configs/inference.json",
     )
     parser.add_argument(
         "-i",

@@ -1,4 +1,4 @@
-"""``medseg study``: run a loss study from ``configs/experiments/`` (thin wrapper over :mod:`medseg.study`)."""
+"""``medseg study``: run a loss study from a study definition (thin wrapper over :mod:`medseg.study`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-HELP = "run a loss study: CE pre-training, fine-tune each loss from it, evaluate, write docs/results/<study>/"
+HELP = "run a loss study: CE pre-training, fine-tune each loss from it, evaluate, write a report"
 DESCRIPTION = (
     "Prepare the study's data (idempotent), count the training split's classes (stats.json), pre-train COPLE-Net "
     "with CE once per seed, fine-tune every listed loss from that checkpoint with the same budget, evaluate each on "
@@ -30,13 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medseg study``."""
     parser.description = DESCRIPTION
     parser.add_argument(
-        "config", type=Path, help="study definition JSON (e.g. configs/experiments/covid19_binary.json)"
+        "config", help="study definition: a JSON file or the name of a shipped study (e.g. covid19_binary)"
     )
     parser.add_argument(
         "--work-dir", type=Path, default=None, help="runs, converted data, predictions (default: runs/study/<name>)"
     )
     parser.add_argument(
-        "--results-dir", type=Path, default=None, help="where the report goes (default: docs/results/<name>)"
+        "--results-dir", type=Path, default=None, help="where the report goes (default: <work-dir>/report)"
     )
     parser.add_argument("--seeds", type=_seed, nargs="+", default=None, help="seeds to run (default: the config's)")
     parser.add_argument(

@@ -63,7 +63,7 @@ def load_bundle(
     """Parse ``bundle_dir/configs/inference.json`` and build its predictor, preprocessing and writer.
 
     Args:
-        bundle_dir: the bundle folder.
+        bundle_dir: the bundle folder, or the name of a bundle shipped with medseg (``"covid19_ct_lesion"``).
         ckpt: weights to use instead of the bundle's (sets ``predictor#checkpoint`` and ``ckpt_path``).
         device: ``"cpu"`` or ``"cuda"``, overriding the bundle's (``device`` and ``predictor#device``).
         tta: turn flip test-time augmentation on or off (``predictor#tta``); ``None`` keeps the bundle's.
@@ -78,10 +78,10 @@ def load_bundle(
     """
     from monai.bundle.config_parser import ConfigParser
 
-    bundle = Path(bundle_dir)
+    from medseg.resources import bundle_dir as find_bundle
+
+    bundle = find_bundle(bundle_dir)
     config_file = bundle / INFERENCE_CONFIG
-    if not bundle.is_dir():
-        raise FileNotFoundError(f"bundle {bundle}: no such folder")
     if not config_file.is_file():
         raise FileNotFoundError(f"bundle {bundle}: {INFERENCE_CONFIG} not found; is this a MONAI bundle folder?")
     parser = ConfigParser()

@@ -6,7 +6,7 @@ the seeds and the τ/v grid of the sensitivity table. Example (``configs/experim
     {
       "name": "covid19_binary",
       "title": "COVID-19 CT infection, binary",
-      "bundle": "bundles/covid19_ct_lesion",
+      "bundle": "covid19_ct_lesion",
       "overlays": [],
       "data": {
         "converter": "slices2d",
@@ -27,8 +27,9 @@ the seeds and the τ/v grid of the sensitivity table. Example (``configs/experim
                       "finetune": [[5, 1], [20, 1]]}
     }
 
-Relative paths (``bundle``, ``overlays``, ``data.source``) are resolved against the repository root, so
-``../shared/data/...`` names the shared data folder beside the checkout.
+``bundle`` names a shipped bundle or a folder. Relative paths (``bundle``, ``overlays``, ``data.source``) are
+resolved against the current folder, so ``../shared/data/...`` names the shared data folder beside a checkout
+when the study runs from the checkout's root.
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ from typing import Any
 
 from medseg.typing import PathLike
 
-__all__ = ["CONVERTERS", "REPO_ROOT", "Budget", "DataSpec", "Sensitivity", "StudyConfig", "load_study_config"]
+__all__ = ["CONVERTERS", "Budget", "DataSpec", "Sensitivity", "StudyConfig", "load_study_config"]
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Data preparation routines known to :mod:`medseg.study.data`.
 CONVERTERS = ("slices2d", "instruments", "synthetic_ct", "synthetic_frames", "datalist")
@@ -183,14 +183,17 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], base: PathLike | None = None) -> StudyConfig:
-        """Validate a study definition; relative paths resolve against ``base`` (default: the repository root).
+        """Validate a study definition; relative paths resolve against ``base`` (default: the current folder).
+
+        ``bundle`` is a shipped bundle's name (``"covid19_ct_lesion"``) or a bundle folder.
 
         Raises:
             ValueError: unknown keys, missing keys, bad values; the message names the key and the fix.
         """
         from medseg.losses import LOSSES
+        from medseg.resources import bundle_dir
 
-        root = Path(base) if base is not None else REPO_ROOT
+        root = Path(base) if base is not None else Path.cwd()
         if not isinstance(raw, Mapping):
             raise ValueError(f"a study config must be a JSON object, got {type(raw).__name__}")
         _unknown("study", raw, _TOP_KEYS)
@@ -200,8 +203,11 @@ class StudyConfig:
         name = raw["name"]
         if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
             raise ValueError(f"study.name must be a non-empty folder name without spaces or slashes, got {name!r}")
-        bundle = _resolve(str(raw["bundle"]), root)
-        assert bundle is not None  # narrowing only: the argument is a str
+        local = _resolve(str(raw["bundle"]), root)
+        try:
+            bundle = bundle_dir(local if local is not None and local.is_dir() else str(raw["bundle"]))
+        except FileNotFoundError as err:
+            raise ValueError(f"study.bundle: {err}") from err
         if not (bundle / "configs" / "train.json").is_file():
             raise ValueError(f"study.bundle {raw['bundle']!r}: no configs/train.json under {bundle}")
         overlays = []
@@ -335,13 +341,15 @@ class StudyConfig:
 def load_study_config(path: PathLike, base: PathLike | None = None) -> StudyConfig:
     """Read and validate a study JSON file (see the module docstring).
 
+    ``path`` may also be the name of a study shipped with medseg (``"covid19_binary"``).
+
     Raises:
-        FileNotFoundError: no such file. ValueError: invalid JSON or an invalid definition (the message names
-            the file).
+        FileNotFoundError: no such file or shipped study.
+        ValueError: invalid JSON or an invalid definition (the message names the file).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"study config {str(p)!r} not found")
+    from medseg.resources import experiment_config
+
+    p = experiment_config(path)
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medseg.io import write_json, write_text
-from medseg.study.config import REPO_ROOT, StudyConfig
+from medseg.study.config import StudyConfig
 
 if TYPE_CHECKING:
     from medseg.study.runner import StudyResult
@@ -78,7 +78,7 @@ def _rel(path: Path | None) -> str:
     if path is None:
         return "in memory"
     try:
-        return str(path.resolve().relative_to(REPO_ROOT))
+        return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from medseg.io import write_json
-from medseg.study.config import REPO_ROOT, StudyConfig
+from medseg.resources import package_root
+from medseg.study.config import StudyConfig
 from medseg.typing import PathLike
 
 __all__ = ["MC_FAMILY", "PlannedRun", "StudyResult", "evaluate_model", "plan_runs", "run_study"]
@@ -267,7 +268,7 @@ def machine_info() -> dict[str, Any]:
         import subprocess
 
         info["git_commit"] = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],  # git from PATH
+            ["git", "-C", str(package_root()), "rev-parse", "--short", "HEAD"],  # git from PATH
             capture_output=True,
             text=True,
             check=True,
@@ -293,8 +294,8 @@ def run_study(
 
     Args:
         cfg: the validated study (:func:`medseg.study.config.load_study_config`).
-        work_dir: runs, converted data and predictions (default ``<repo>/runs/study/<name>``).
-        results_dir: where the report goes (default ``<repo>/docs/results/<name>``); ``None`` with
+        work_dir: runs, converted data and predictions (default ``./runs/study/<name>``).
+        results_dir: where the report goes (default ``<work_dir>/report``); ``None`` with
             ``dry_run`` writes nothing.
         seeds: overrides ``cfg.seeds``.
         dry_run: only plan: log which stages are finished and which would run; nothing is trained or written.
@@ -308,9 +309,9 @@ def run_study(
         A :class:`StudyResult`; ``failures`` lists runs that raised (their error is in ``<run>/failed.json``
         and in the report).
     """
-    work = Path(work_dir) if work_dir is not None else REPO_ROOT / "runs" / "study" / cfg.name
+    work = Path(work_dir) if work_dir is not None else Path.cwd() / "runs" / "study" / cfg.name
     work = work.resolve()
-    out = Path(results_dir) if results_dir is not None else REPO_ROOT / "docs" / "results" / cfg.name
+    out = Path(results_dir) if results_dir is not None else work / "report"
     use_seeds = list(seeds) if seeds else list(cfg.seeds)
     plan = plan_runs(cfg, work, use_seeds)
     result = StudyResult(work, None if dry_run else out, plan=plan)

@@ -16,28 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from medseg.io import write_json
+from medseg.resources import loss_overlay
 from medseg.typing import PathLike
 
-__all__ = ["REPO_ROOT", "loss_overlay", "run_bundle", "run_stage", "two_stage"]
+__all__ = ["loss_overlay", "run_bundle", "run_stage", "two_stage"]
 
 logger = logging.getLogger(__name__)
-
-#: The checkout root (bundles/ and configs/ live there; the package is installed in editable mode).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def loss_overlay(loss: str, configs_dir: PathLike | None = None) -> Path:
-    """Path of the overlay ``configs/losses/<loss>.json``.
-
-    Raises:
-        FileNotFoundError: when no overlay exists for ``loss``; the message lists the available ones.
-    """
-    folder = Path(configs_dir) if configs_dir is not None else REPO_ROOT / "configs" / "losses"
-    path = folder / f"{loss}.json"
-    if not path.is_file():
-        available = sorted(p.stem for p in folder.glob("*.json"))
-        raise FileNotFoundError(f"no loss overlay {path}; available losses: {', '.join(available) or 'none'}")
-    return path
 
 
 def run_bundle(config_files: Sequence[PathLike], overrides: Mapping[str, Any] | None = None) -> None:

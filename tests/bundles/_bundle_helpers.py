@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLES = REPO_ROOT / "bundles"
-LOSS_OVERLAYS = REPO_ROOT / "configs" / "losses"
+BUNDLES = REPO_ROOT / "medseg" / "bundles"
+LOSS_OVERLAYS = REPO_ROOT / "medseg" / "configs" / "losses"
 SCHEMA = REPO_ROOT.parent / "shared" / "monai" / "meta_schema_20240725.json"
 SIZE = 32
 FEATURES = [8, 16, 32, 64, 128]

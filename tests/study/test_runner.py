@@ -22,7 +22,7 @@ def tiny_config(**changes: Any) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "name": "tiny",
         "title": "Tiny synthetic study",
-        "bundle": "bundles/covid19_ct_lesion",
+        "bundle": "covid19_ct_lesion",
         "data": {
             "converter": "synthetic_ct",
             "options": {"num_cases": 5, "size": [32, 32], "seed": 0},

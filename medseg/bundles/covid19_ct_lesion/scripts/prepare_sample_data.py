@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python bundles/covid19_ct_lesion/scripts/prepare_sample_data.py [--out DIR] [--num-cases N] [--size PX]
+    python medseg/bundles/covid19_ct_lesion/scripts/prepare_sample_data.py [--out DIR] [--num-cases N] [--size PX]
 
 Writes ``DIR/images``, ``DIR/labels``, ``DIR/datalist.json`` (60/20/20 split), ``DIR/stats.json`` (binary
 infection, 2 classes: what ``train.json`` reads) and ``DIR/stats_multiclass.json`` (ground-glass opacity and

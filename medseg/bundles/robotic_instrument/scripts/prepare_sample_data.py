@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python bundles/robotic_instrument/scripts/prepare_sample_data.py [--out DIR] [--num-frames N] [--size H W]
+    python medseg/bundles/robotic_instrument/scripts/prepare_sample_data.py [--out DIR] [--num-frames N] [--size H W]
 
 Writes ``DIR/images/<sequence>/``, ``DIR/labels/<sequence>/``, ``DIR/datalist.json`` (sequential 60/20/20
 split by frame order, as in the papers), ``DIR/stats.json`` (instrument vs background, 2 classes: what
