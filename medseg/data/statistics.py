@@ -322,7 +322,7 @@ def compute_stats(
             "Check --num-classes and --label-map; if the class is truly absent from this split, pass "
             "--empty zero (zero offsets for it)"
         )
-    from medseg.losses import margin_offsets
+    from medseg.margins import margin_offsets
 
     rho_neg, rho_pos = margin_offsets(counts, tau=float(tau), v=float(v), empty=empty)
     return {

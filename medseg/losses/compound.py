@@ -29,7 +29,8 @@ from torch import nn
 
 from medseg.losses._input import check_reduction, prepare
 from medseg.losses._mc_kernel import Backend
-from medseg.losses.margin_calibration import EmptyPolicy, MarginCalibrationLoss, Surrogate, Variant
+from medseg.losses.margin_calibration import MarginCalibrationLoss, Surrogate, Variant
+from medseg.margins import EmptyPolicy
 from medseg.registry import LOSSES
 
 logger = logging.getLogger(__name__)

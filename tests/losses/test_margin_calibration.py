@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medseg.losses import LOSSES, MarginCalibrationLoss, _mc_kernel, create_loss, margin_offsets
+from medseg.losses import LOSSES, MarginCalibrationLoss, _mc_kernel, create_loss
+from medseg.losses import margin_offsets as np_margin_offsets
 
 # ----------------------------------------------------------------------------------------------------------------
 # Independent reference: a plain autograd composition of Eq. (8), Algorithm 2 and Eqs. (9), (17)-(18).
@@ -67,13 +69,19 @@ COUNTS4 = [500.0, 300.0, 150.0, 50.0]
 # margin_offsets
 
 
+def margin_offsets(*args, **kwargs):
+    """The offsets as tensors, for comparisons with torch.testing (the function itself returns numpy)."""
+    return tuple(torch.from_numpy(a) for a in np_margin_offsets(*args, **kwargs))
+
+
 def test_margin_offsets_hand_values():
     # N = 1000. Class 0: rho_0k = 10*sqrt(100)/900 = 1/9; mu = 0.9*sqrt(900)/(100 - 0.9*sqrt(100)) = 27/91,
     # rho_k0 = 27/91/9 = 3/91. Class 1: rho_0k = 10*sqrt(900)/100 = 3; mu = 0.1*10/(900 - 0.1*30) = 1/897,
     # rho_k0 = 3/897.
-    rho_neg, rho_pos = margin_offsets([900, 100], tau=10.0, v=1.0)
-    assert rho_neg.dtype == torch.float64
-    assert rho_pos.dtype == torch.float64
+    rho_neg, rho_pos = np_margin_offsets([900, 100], tau=10.0, v=1.0)
+    assert rho_neg.dtype == np.float64  # numpy: offsets are computed without torch (medseg.margins)
+    assert rho_pos.dtype == np.float64
+    rho_neg, rho_pos = torch.from_numpy(rho_neg), torch.from_numpy(rho_pos)
     torch.testing.assert_close(rho_neg, torch.tensor([1 / 9, 3.0], dtype=torch.float64))
     torch.testing.assert_close(rho_pos, torch.tensor([3 / 91, 3 / 897], dtype=torch.float64))
 
