@@ -14,6 +14,7 @@ COMMANDS = {
     "endovis": "data_tools.commands.endovis",
     "split": "data_tools.commands.split",
     "stats": "data_tools.commands.stats",
+    "plan": "data_tools.commands.plan",
     "check": "data_tools.commands.check",
 }
 

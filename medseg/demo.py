@@ -82,6 +82,7 @@ def run_demo(
     Returns:
         A :class:`DemoResult`.
     """
+    from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_ct_slices, make_ct_volume
     from medseg.evaluation.evaluate import evaluate_folders
@@ -106,6 +107,8 @@ def run_demo(
     stats_file = data_dir / "stats.json"
     if not stats_file.is_file():
         write_stats(stats_file, compute_stats(datalist, num_classes=2, label_map=label_map, progress=progress))
+    if not (data_dir / "plan.json").is_file():
+        plan_datalist(datalist, 2, data_dir / "plan.json", label_map=label_map, progress=progress)
     logger.info("data ready: %s (stats %s)", datalist, stats_file)
 
     overrides = {

@@ -8,12 +8,14 @@ import shlex
 import sys
 from pathlib import Path
 
-HELP = "run a loss study: CE pre-training, fine-tune each loss from it, evaluate, write a report"
+HELP = "run a study: cross-validated training runs of a bundle, paired per-image comparisons, a report"
 DESCRIPTION = (
-    "Prepare the study's data (idempotent), count the training split's classes (stats.json), pre-train COPLE-Net "
-    "with CE once per seed, fine-tune every listed loss from that checkpoint with the same budget, evaluate each on "
-    "the held-back test split and write the report (README.md, results.json, curves, bound table). Finished runs "
-    "are reused, interrupted ones resume from their last checkpoint, failed ones are recorded and retried."
+    "Prepare the study's data (idempotent), cut it into cross-validation folds, compute each fold's stats.json "
+    "and plan.json on its training cases, train every run of the study on every fold through the bundle (runs "
+    "'from' another start from its model: CE pre-training then fine-tuning), predict each fold's test images in "
+    "their own geometry and write the report (README.md, results.json): per-image Dice/IoU with 95% bootstrap "
+    "intervals, pooled IoU, paired per-image comparisons with Wilcoxon p-values. Finished runs are reused, "
+    "interrupted ones resume from their last checkpoint, failed ones are recorded and retried."
 )
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="torch CPU threads (default: 1; more threads were much slower on a shared CPU, see medseg.study.runner)",
     )
+    parser.add_argument("--folds", type=_seed, nargs="+", default=None, help="only these folds (default: all)")
+    parser.add_argument("--runs", nargs="+", default=None, help="only these runs (default: all)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, cuda or cuda:N for training and prediction (default: cpu)"
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not write the report (another process will)")
     parser.add_argument("--dry-run", action="store_true", help="list finished and pending runs; train nothing")
 
 
@@ -60,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         args.work_dir,
         results_dir=args.results_dir,
         seeds=args.seeds,
+        folds=args.folds,
+        runs=args.runs,
+        device=args.device,
+        report=not args.no_report,
         dry_run=args.dry_run,
         command=command,
         num_threads=args.threads,
@@ -69,10 +81,12 @@ def run(args: argparse.Namespace) -> int:
         todo = [r for r in result.plan if not r.done]
         sys.stdout.write(f"{len(result.plan)} run(s) planned, {len(todo)} to do (work dir {result.work_dir})\n")
         for r in result.plan:
-            sys.stdout.write(f"{'done' if r.done else 'todo'}\tseed {r.seed}\t{r.name}\t{r.run_dir}\n")
+            sys.stdout.write(f"{'done' if r.done else 'todo'}\tseed {r.seed}\tfold {r.fold}\t{r.name}\t{r.run_dir}\n")
         return 0
-    sys.stdout.write(f"report: {result.results_dir}/README.md\n")
+    if not args.no_report:
+        sys.stdout.write(f"report: {result.results_dir}/README.md\n")
     if result.failures:
-        sys.stderr.write(f"{len(result.failures)} run(s) failed: {', '.join(f['name'] for f in result.failures)}\n")
+        names = ", ".join(f"{f['run']} (fold {f['fold']})" for f in result.failures)
+        sys.stderr.write(f"{len(result.failures)} run(s) failed: {names}\n")
         return 1
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from medseg.losses.compound import DiceMCLoss, TverskyMCLoss
 from medseg.losses.cross_entropy import CrossEntropyLoss
 from medseg.losses.dice import DiceLoss, GeneralizedDiceLoss, TverskyLoss
+from medseg.losses.dice_ce import DiceCELoss
 from medseg.losses.focal import FocalLoss
 from medseg.losses.lmp import LossMaxPoolingLoss
 from medseg.losses.lovasz import LovaszSoftmaxLoss
@@ -21,6 +22,7 @@ from medseg.registry import LOSSES, create_loss
 __all__ = [
     "LOSSES",
     "CrossEntropyLoss",
+    "DiceCELoss",
     "DiceLoss",
     "DiceMCLoss",
     "FocalLoss",

@@ -1,7 +1,7 @@
-"""Loss studies: the papers' CE-then-fine-tune comparison run on a dataset and written up as a report.
+"""Studies: cross-validated training runs of a bundle compared image by image, written up as a report.
 
-``medseg study CONFIG`` (:mod:`medseg.cli.study`) is a thin wrapper over :func:`run_study`; study definitions live
-in ``configs/experiments/`` (schema: :mod:`medseg.study.config`).
+``medseg study CONFIG`` (:mod:`medseg.cli.study`) is a thin wrapper over :func:`run_study`; shipped study
+definitions live in ``medseg/configs/experiments/`` (schema: :mod:`medseg.study.config`).
 """
 
 from __future__ import annotations

@@ -3,16 +3,16 @@
 Converters (``study.data.converter``):
 
 - ``slices2d``: 2D CT slice folders (``source/<images>``, ``source/<masks>``) through
-  :func:`data_tools.slices2d.convert_slices`, then :func:`data_tools.split.split_datalist`.
+  :func:`data_tools.slices2d.convert_slices`.
 - ``instruments``: the shared endoscopic frames with tool masks pooled into one binary instrument dataset
   (:func:`convert_instruments`): CholecSeg8k (watershed 31 grasper, 32 L-hook), SegCol (127/128/129 tools) and
-  the EndoVis 2017 sample (left/right part masks > 0, challenge crop). Each clip is cut in time into training /
-  validation / test blocks (no frame of a test block lies between training frames).
+  the EndoVis 2017 sample (left/right part masks > 0, challenge crop); each frame's ``group`` is its clip.
 - ``synthetic_ct`` / ``synthetic_frames``: :mod:`medseg.data.synthetic` (tests and smoke runs).
 - ``datalist``: an existing datalist (``source`` is the JSON file); nothing is converted.
 
-Each routine writes ``<data_dir>/datalist.json`` and ``<data_dir>/prepared.json``; when ``prepared.json`` exists
-the preparation is skipped. ``stats.json`` (class counts of the training split + MC offsets) goes beside them.
+Each routine writes every case into the ``training`` list of ``<data_dir>/datalist.json`` (the study's
+cross-validation makes the folds, :mod:`medseg.study.folds`) and ``<data_dir>/prepared.json``; when
+``prepared.json`` exists the preparation is skipped.
 """
 
 from __future__ import annotations
@@ -26,24 +26,9 @@ import numpy as np
 from medseg.io import write_json
 from medseg.study.config import DataSpec
 
-__all__ = ["convert_instruments", "prepare_data", "prepare_stats"]
+__all__ = ["convert_instruments", "prepare_data"]
 
 logger = logging.getLogger(__name__)
-
-
-def _split(datalist: Path, spec: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not spec:
-        return None
-    from data_tools.split import split_datalist
-
-    summary = split_datalist(
-        datalist,
-        by=spec.get("by", "case"),
-        seed=int(spec.get("seed", 0)),
-        fractions=spec.get("fractions"),
-        counts=spec.get("counts"),
-    )
-    return {k: v for k, v in vars(summary).items() if isinstance(v, int | float | str | list | dict)}
 
 
 def _resize_pair(img: np.ndarray, lab: np.ndarray, max_width: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -65,35 +50,23 @@ def _read(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-def _blocks(n: int, fractions: list[float]) -> list[str]:
-    """Temporal split of ``n`` consecutive frames: first block training, then validation, then test."""
-    if n == 1:
-        return ["training"]
-    n_val = round(n * fractions[1])
-    n_test = round(n * fractions[2])
-    if n >= 3:
-        n_val, n_test = max(n_val, 1), max(n_test, 1)
-    n_train = n - n_val - n_test
-    return ["training"] * n_train + ["validation"] * n_val + ["test"] * n_test
-
-
 def convert_instruments(
     root: Path,
     out_dir: Path,
     sources: list[dict[str, Any]],
     *,
-    fractions: list[float] | None = None,
     max_width: int | None = 640,
 ) -> dict[str, Any]:
     """Pool endoscopic frames with tool masks into one binary instrument dataset (PNG pairs + datalist).
+
+    Every frame goes into the ``training`` list with ``"group"`` = its clip, so that cross-validation can keep
+    the frames of a clip together (consecutive frames are near-duplicates).
 
     Args:
         root: folder the ``sources[i]["path"]`` are relative to (the shared data folder).
         out_dir: output: ``images/<clip>/*.png`` (RGB), ``labels/<clip>/*.png`` (0 background, 1 instrument),
             ``datalist.json``.
         sources: ``{"kind": "cholecseg8k" | "segcol" | "endovis_sample", "path": ...}``.
-        fractions: training/validation/test fractions of each clip, cut in time (default 0.6/0.2/0.2); a clip of
-            one frame goes to training.
         max_width: frames wider than this are downscaled (image bilinear, mask nearest) to save memory and time.
 
     Returns:
@@ -105,19 +78,15 @@ def convert_instruments(
     """
     from data_tools.datalist import write_datalist
 
-    fr = list(fractions or [0.6, 0.2, 0.2])
-    if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
-        raise ValueError(f"data.options.fractions must be 3 fractions summing to 1, got {fr!r}")
-    splits: dict[str, list[dict[str, Any]]] = {"training": [], "validation": [], "test": []}
+    splits: dict[str, list[dict[str, Any]]] = {"training": []}
     clips: dict[str, Any] = {}
 
     def emit(clip: str, frames: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
         from data_tools._images import write_png
 
-        roles = _blocks(len(frames), fr)
         fg = 0
         total = 0
-        for (stem, img, lab), role in zip(frames, roles, strict=True):
+        for stem, img, lab in frames:
             img, lab = _resize_pair(img, lab, max_width)
             ip = out_dir / "images" / clip / f"{stem}.png"
             lp = out_dir / "labels" / clip / f"{stem}.png"
@@ -125,12 +94,8 @@ def convert_instruments(
             write_png(lp, lab.astype(np.uint8))
             fg += int(lab.sum())
             total += lab.size
-            splits[role].append({"image": str(ip), "label": str(lp), "sequence": clip, "frame": stem})
-        clips[clip] = {
-            "frames": len(frames),
-            "split": {r: roles.count(r) for r in ("training", "validation", "test")},
-            "instrument_fraction": round(fg / max(total, 1), 4),
-        }
+            splits["training"].append({"image": str(ip), "label": str(lp), "group": clip, "frame": stem})
+        clips[clip] = {"frames": len(frames), "instrument_fraction": round(fg / max(total, 1), 4)}
 
     for src in sources:
         kind, path = src.get("kind"), root / str(src.get("path", ""))
@@ -166,7 +131,7 @@ def convert_instruments(
     write_datalist(
         datalist, splits, metadata={"name": "instruments_binary", "labels": {"0": "background", "1": "instrument"}}
     )
-    return {"clips": clips, "fractions": fr, "max_width": max_width}
+    return {"clips": clips, "max_width": max_width}
 
 
 def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
@@ -196,7 +161,6 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
         failed = getattr(report, "failed", None)
         if failed:
             raise ValueError(f"converting {spec.source} failed for {len(failed)} slice(s), first: {failed[0]}")
-        info["split"] = _split(datalist, spec.split)
     elif spec.converter == "instruments":
         assert spec.source is not None
         info.update(
@@ -204,7 +168,6 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
                 spec.source,
                 data_dir,
                 list(opts.get("sources", [])),
-                fractions=opts.get("fractions"),
                 max_width=opts.get("max_width", 640),
             )
         )
@@ -214,14 +177,12 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
         made = make_ct_slices(data_dir, **opts)
         if made.resolve() != datalist.resolve():
             raise ValueError(f"synthetic_ct wrote {made}, expected {datalist}; do not set datalist_name")
-        info["split"] = _split(datalist, spec.split)
     elif spec.converter == "synthetic_frames":
         from medseg.data.synthetic import make_instrument_frames
 
         made = make_instrument_frames(data_dir, **opts)
         if made.resolve() != datalist.resolve():
             raise ValueError(f"synthetic_frames wrote {made}, expected {datalist}; do not set datalist_name")
-        info["split"] = _split(datalist, spec.split)
     elif spec.converter == "datalist":
         assert spec.source is not None
         if not spec.source.is_file():
@@ -230,22 +191,7 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
 
         dl = read_datalist(spec.source)
         write_datalist(datalist, {k: [dict(e) for e in v] for k, v in dl.splits.items()}, metadata=dl.metadata)
-        info["split"] = _split(datalist, spec.split)
     else:  # pragma: no cover - validated by the config
         raise ValueError(f"unknown converter {spec.converter!r}")
     write_json(marker, info)
     return datalist
-
-
-def prepare_stats(spec: DataSpec, datalist: Path, *, tau: float = 10.0, v: float = 1.0) -> Path:
-    """``stats.json`` beside ``datalist``: class counts of the training split and the MC offsets (once)."""
-    stats = datalist.parent / "stats.json"
-    if stats.is_file():
-        return stats
-    from medseg.data.statistics import compute_stats, write_stats
-
-    write_stats(
-        stats,
-        compute_stats(datalist, num_classes=spec.num_classes, label_map=spec.label_map, tau=tau, v=v),
-    )
-    return stats

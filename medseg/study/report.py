@@ -1,9 +1,10 @@
-"""The study report: ``docs/results/<study>/`` with README.md, results.json, curves and the bound table.
+"""The report of a study: per-run cross-validated scores with confidence intervals, and paired comparisons.
 
-Tables follow the layout of 002_1f3568bddcc5ea2b.txt Tables 2-5 (loss | pixel accuracy | mIoU | IoU per class),
-with dataset-level metrics from one confusion matrix accumulated over the test split (000 Eq. 1-3), plus the
-per-image mean Dice of the foreground ("infection"/"instrument") mask. With several seeds every number is
-mean ± std over seeds (population std). The verdict compares MC with every other fine-tuned loss by test mIoU.
+Every image is a test image in exactly one fold, so each run has one score per image (averaged over seeds when
+a study has several). Per run: the mean per-image foreground Dice and IoU with 95 % bootstrap intervals, the
+pooled ("dataset") foreground IoU over all test images and the pooled mIoU over classes (background included,
+as the papers' tables), and the training cost. Per compared pair: the paired per-image differences
+(:func:`medseg.study.stats.paired_comparison`).
 """
 
 from __future__ import annotations
@@ -11,339 +12,284 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from medseg.io import write_json, write_text
+from medseg.io import atomic_path, write_json
 from medseg.study.config import StudyConfig
+from medseg.study.stats import bootstrap_mean, bootstrap_pooled_iou, paired_comparison
 
-if TYPE_CHECKING:
-    from medseg.study.runner import StudyResult
-
-__all__ = ["TIE_MIOU", "aggregate", "verdict", "write_report"]
+__all__ = ["aggregate", "collect_results", "compare", "render_markdown", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-#: |Δ mIoU| at or below which two losses are called tied (absolute, on the test split). With 10-12 test images
-#: a single seed cannot resolve smaller differences; the report says so.
-TIE_MIOU = 0.01
 
-
-def _metrics(run: Mapping[str, Any], names: Sequence[str]) -> dict[str, float | None]:
-    d = run["dataset"]
-    out: dict[str, float | None] = {
-        "pixel_accuracy": d.get("pixel_accuracy"),
-        "mean_iou": d.get("mean_iou"),
-        "mean_iou_foreground": d.get("mean_iou_foreground"),
-        "mean_dice_foreground": d.get("mean_dice_foreground"),
-        "image_dice": run.get("foreground_dice", {}).get("mean"),
-    }
-    for n in names:
-        out[f"iou_{n}"] = d.get("per_class", {}).get(n, {}).get("iou")
+def collect_results(cfg: StudyConfig, work: Path, *, seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Every finished ``eval/result.json`` of the study's runs under ``work``."""
+    out = []
+    for seed in seeds or cfg.seeds:
+        for k in range(cfg.cv.folds):
+            for spec in cfg.runs:
+                path = work / f"seed{seed}" / f"fold{k}" / spec.name / "eval" / "result.json"
+                if path.is_file():
+                    out.append(json.loads(path.read_text(encoding="utf-8")))
     return out
 
 
-def aggregate(runs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per run name: metric -> {"mean", "std", "n", "values"} over seeds; plus the training times."""
-    by_name: dict[str, list[Mapping[str, Any]]] = {}
-    for r in runs:
-        by_name.setdefault(str(r["name"]), []).append(r)
+def _per_image(results: Sequence[Mapping[str, Any]], run: str) -> dict[str, list[dict[str, Any]]]:
+    """Case id -> the case records of ``run`` (one per seed)."""
+    cases: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for res in results:
+        if res["run"] == run:
+            for c in res["cases"]:
+                cases[f"fold{res['fold']}/{c['case']}"].append(c)
+    return cases
+
+
+def _mean_of(records: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in records if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def aggregate(cfg: StudyConfig, results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per run: scores over all test images (see the module docstring), folds and seeds done, training cost."""
     table: dict[str, dict[str, Any]] = {}
-    for name, rs in by_name.items():
-        metrics: dict[str, Any] = {}
-        per_seed = [_metrics(r, names) for r in rs]
-        for key in per_seed[0]:
-            vals = [float(x) for m in per_seed if (x := m[key]) is not None]
-            metrics[key] = {
-                "mean": float(np.mean(vals)) if vals else None,
-                "std": float(np.std(vals)) if vals else None,
-                "n": len(vals),
-                "values": vals,
-            }
-        metrics["kind"] = rs[0]["kind"]
-        metrics["loss"] = rs[0]["loss"]
-        metrics["tau"] = rs[0].get("tau")
-        metrics["v"] = rs[0].get("v")
-        metrics["seeds"] = sorted(int(r["seed"]) for r in rs)
-        metrics["train_wall_seconds"] = [r.get("train_wall_seconds") for r in rs]
-        table[name] = metrics
+    for spec in cfg.runs:
+        mine = [r for r in results if r["run"] == spec.name]
+        if not mine:
+            continue
+        cases = _per_image(results, spec.name)
+        keys = sorted(cases)
+        dice = [_mean_of(cases[k], "dice_fg") for k in keys]
+        iou = [_mean_of(cases[k], "iou_fg") for k in keys]
+        inter = [float(np.mean([c["inter_fg"] for c in cases[k]])) for k in keys]
+        union = [float(np.mean([c["union_fg"] for c in cases[k]])) for k in keys]
+        k_cls = cfg.data.num_classes
+        ci = np.zeros(k_cls)
+        cu = np.zeros(k_cls)
+        for k in keys:
+            ci += np.mean([c["inter"] for c in cases[k]], axis=0)
+            cu += np.mean([c["union"] for c in cases[k]], axis=0)
+        per_class = [float(a / b) if b > 0 else None for a, b in zip(ci, cu, strict=True)]
+        valid = [x for x in per_class if x is not None]
+        per_fold: dict[int, list[float]] = defaultdict(list)
+        for r in mine:
+            vals = [c["dice_fg"] for c in r["cases"] if c["dice_fg"] is not None]
+            if vals:
+                per_fold[int(r["fold"])].append(float(np.mean(vals)))
+        cpu = [r["train_cpu_seconds"] for r in mine if r.get("train_cpu_seconds") is not None]
+        table[spec.name] = {
+            "cases": keys,
+            "dice": dice,
+            "iou": iou,
+            "dice_mean": bootstrap_mean([d for d in dice if d is not None]),
+            "iou_mean": bootstrap_mean([d for d in iou if d is not None]),
+            "pooled_iou": bootstrap_pooled_iou(inter, union),
+            "per_class_iou": per_class,
+            "miou": float(np.mean(valid)) if valid else None,
+            "folds_done": sorted({int(r["fold"]) for r in mine}),
+            "seeds_done": sorted({int(r["seed"]) for r in mine}),
+            "per_fold_dice": {k: float(np.mean(v)) for k, v in sorted(per_fold.items())},
+            "num_epochs": sorted({int(r["num_epochs"]) for r in mine if r.get("num_epochs") is not None}),
+            "train_cpu_seconds_mean": float(np.mean(cpu)) if cpu else None,
+            "train_wall_seconds_mean": float(
+                np.mean([r["train_wall_seconds"] for r in mine if r.get("train_wall_seconds")] or [math.nan])
+            ),
+            "tta": sorted({bool(r.get("tta")) for r in mine}),
+        }
     return table
 
 
-def _rel(path: Path | None) -> str:
-    if path is None:
-        return "in memory"
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _cell(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
-    if not stat or stat.get("mean") is None:
-        return "n/a"
-    if stat["n"] > 1:
-        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f}"
-
-
-def verdict(table: Mapping[str, Mapping[str, Any]], losses: Sequence[str], tie: float = TIE_MIOU) -> list[str]:
-    """One line per loss: does MC win, tie or lose against it on test mIoU (fine-tuned runs only)."""
-    if "mc" not in table or table["mc"]["mean_iou"]["mean"] is None:
-        return ["MC has no result, so no comparison can be made."]
-    mc = float(table["mc"]["mean_iou"]["mean"])
-    lines = []
-    for loss in losses:
-        if loss == "mc":
+def compare(cfg: StudyConfig, table: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Paired per-image comparisons of the ``compare`` pairs present in ``table`` (same images only)."""
+    out = []
+    for run, ref in cfg.compare:
+        if run not in table or ref not in table:
             continue
-        if loss not in table or table[loss]["mean_iou"]["mean"] is None:
-            lines.append(f"- vs **{loss}**: no result (failed or not run).")
-            continue
-        other = float(table[loss]["mean_iou"]["mean"])
-        delta = mc - other
-        word = "ties with" if abs(delta) <= tie else ("wins over" if delta > 0 else "loses to")
-        lines.append(f"- MC {word} **{loss}**: mIoU {mc:.4f} vs {other:.4f} (Δ = {delta:+.4f}).")
-    return lines
+        a, b = table[run], table[ref]
+        common = sorted(set(a["cases"]) & set(b["cases"]))
+        ia = {c: i for i, c in enumerate(a["cases"])}
+        ib = {c: i for i, c in enumerate(b["cases"])}
+        row: dict[str, Any] = {"run": run, "reference": ref, "images": len(common)}
+        for metric in ("dice", "iou"):
+            row[metric] = paired_comparison([a[metric][ia[c]] for c in common], [b[metric][ib[c]] for c in common])
+        out.append(row)
+    return out
 
 
-def _comparison_table(table: Mapping[str, Mapping[str, Any]], order: Sequence[str], names: Sequence[str]) -> str:
-    head = (
-        ["Loss", "Pixel acc.", "mIoU", "mIoU (fg)"]
-        + [f"IoU {n}" for n in names]
-        + ["per-image Dice (fg)", "Δ mIoU vs CE"]
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    ce = table.get("ce", {}).get("mean_iou", {}).get("mean")
-    for name in order:
-        if name not in table:
-            continue
-        t = table[name]
-        label = "CE pre-train only (no fine-tuning)" if name == "ce_pretrain" else name
-        if name == "mc":
-            label = "**mc**"
-        m = t["mean_iou"]["mean"]
-        delta = "" if ce is None or m is None or name in ("ce", "ce_pretrain") else f"{m - ce:+.4f}"
-        row = [label, _cell(t["pixel_accuracy"]), _cell(t["mean_iou"]), _cell(t["mean_iou_foreground"])]
-        row += [_cell(t[f"iou_{n}"]) for n in names]
-        row += [_cell(t["image_dice"]), delta]
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines)
+def _ci(stat: Mapping[str, Any] | None, key: str = "mean", digits: int = 3) -> str:
+    if not stat or stat.get(key) is None:
+        return "-"
+    lo, hi = stat["ci"]
+    return f"{stat[key]:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _sensitivity_table(table: Mapping[str, Mapping[str, Any]]) -> str:
-    rows = [(n, t) for n, t in table.items() if t["kind"] == "sensitivity" or n == "mc"]
-    if len(rows) < 2:
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _offsets_table(cfg: StudyConfig, work: Path | None) -> str:
+    """ρ_0k / ρ_k0 of fold 0's class counts for every τ used by an MC run (their size is what τ moves)."""
+    if work is None:
         return ""
+    stats_file = work / "folds" / "fold0" / "stats.json"
+    if not stats_file.is_file():
+        return ""
+    from medseg.margins import margin_offsets
 
-    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float]:
-        t = item[1]
-        return (float(t["v"] or 1.0), float(t["tau"] or 10.0))
-
-    lines = ["| τ | v | Pixel acc. | mIoU | mIoU (fg) | per-image Dice (fg) |", "|---|---|---|---|---|---|"]
-    for _name, t in sorted(rows, key=key):
-        tau = t["tau"] if t["tau"] is not None else 10.0
-        v = t["v"] if t["v"] is not None else 1.0
+    counts = json.loads(stats_file.read_text(encoding="utf-8"))["class_counts"]
+    taus = sorted({float(r.overrides.get("loss#tau", 10.0)) for r in cfg.runs if r.loss and "mc" in Path(r.loss).stem})
+    if not taus:
+        return ""
+    names = cfg.data.names()
+    lines = [
+        "| τ | " + " | ".join(f"ρ_0k {n}" for n in names) + " | " + " | ".join(f"ρ_k0 {n}" for n in names) + " |",
+        "|---" * (1 + 2 * len(names)) + "|",
+    ]
+    for tau in taus:
+        neg, pos = margin_offsets(counts, tau=tau, v=1.0, empty="zero")
         lines.append(
-            f"| {tau:g} | {v:g} | {_cell(t['pixel_accuracy'])} | {_cell(t['mean_iou'])} | "
-            f"{_cell(t['mean_iou_foreground'])} | {_cell(t['image_dice'])} |"
+            f"| {tau:g} | " + " | ".join(f"{x:.3g}" for x in neg) + " | " + " | ".join(f"{x:.3g}" for x in pos) + " |"
         )
     return "\n".join(lines)
 
 
-def _plot(cfg: StudyConfig, result: StudyResult, out: Path) -> list[str]:
-    from medseg.training.curves import plot_curves
-
-    written = []
-    seed = min(r.seed for r in result.plan) if result.plan else 0
-    runs = {r.name: r for r in result.plan if r.seed == seed}
-    pairs = [("ce", "CE fine-tune"), ("mc", "MC fine-tune")]
-    hist = [(runs[n].run_dir / "history.csv", lab) for n, lab in pairs if n in runs]
-    hist = [(h, lab) for h, lab in hist if h.is_file()]
-    if len(hist) == 2:
-        p = plot_curves(
-            [h for h, _ in hist],
-            out / "curves_ce_vs_mc.png",
-            labels=[lab for _, lab in hist],
-            title=f"{cfg.title}: fine-tuning from the same CE checkpoint (seed {seed})",
-        )
-        written.append(p.name)
-    pre = runs.get("ce_pretrain")
-    if pre is not None and (pre.run_dir / "history.csv").is_file():
-        p = plot_curves(
-            pre.run_dir / "history.csv",
-            out / "curves_ce_pretrain.png",
-            labels=["CE pre-training"],
-            title=f"{cfg.title}: CE pre-training (seed {seed})",
-        )
-        written.append(p.name)
-    return written
-
-
-def write_report(
+def render_markdown(
     cfg: StudyConfig,
-    result: StudyResult,
-    out: Path,
+    table: Mapping[str, Mapping[str, Any]],
+    comparisons: Sequence[Mapping[str, Any]],
     *,
-    stats_file: Path,
-    datalist: Path,
     command: str,
     machine: Mapping[str, Any],
-) -> Path:
-    """Write ``out/README.md``, ``out/results.json``, the curves, the bound table and a copy of the config."""
-    from medseg.evaluation.bound import bound_table, render_bound_table
-
-    out.mkdir(parents=True, exist_ok=True)
-    names = cfg.data.names()
-    table = aggregate(result.runs, names)
-    stats = json.loads(stats_file.read_text(encoding="utf-8"))
-    dl = json.loads(datalist.read_text(encoding="utf-8"))
-    split_sizes = {k: len(dl.get(k, [])) for k in ("training", "validation", "test")}
-    bound_rows = bound_table(
-        stats["class_counts"], taus=cfg.sensitivity.taus, vs=cfg.sensitivity.vs, complexity=cfg.sensitivity.complexity
-    )
-    try:
-        curves = _plot(cfg, result, out)
-    except Exception as err:  # a missing plot must not lose the tables
-        logger.warning("could not draw the curves: %s", err)
-        curves = []
-    if cfg.config_path is not None:
-        shutil.copyfile(cfg.config_path, out / "study_config.json")
-    else:
-        write_json(out / "study_config.json", cfg.to_dict())
-
-    order = ["ce_pretrain", *cfg.losses]
-    b = cfg.budget
-    compute = sum(float(r.get("train_wall_seconds") or 0) + float(r.get("eval_wall_seconds") or 0) for r in result.runs)
-    seeds = sorted({r.seed for r in result.plan})
-    source = cfg.data.source.name if cfg.data.source else "synthetic"
-    generated = sorted((result.work_dir / "overlays").glob("*.json"))
-    md: list[str] = [f"# {cfg.title}", ""]
+    work: Path | None = None,
+    failures: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The report's README.md."""
+    lines = [f"# {cfg.title}", ""]
     if cfg.description:
-        md += [cfg.description, ""]
-    md += [
-        "Produced by `medseg study` (`medseg/study/`). Protocol (002_1f3568bddcc5ea2b.txt, Settings): COPLE-Net "
-        "pre-trained with cross-entropy ONCE per seed, then every loss fine-tunes from that same checkpoint with "
-        "the same budget, seed and AdamW; each fine-tuned model is scored on the held-back test split (masks "
-        "predicted through the bundle's `inference.json` in each image's own geometry, dataset-level IoU from one "
-        "confusion matrix over the test split, 000 Eq. 1-3). The model scored is each stage's `model.pt`: its epoch "
-        "with the best validation mIoU (the bundle's checkpoint rule, the same for every loss), so a fine-tune "
-        "that never beats its first epoch on validation is scored at that epoch.",
+        lines += [cfg.description, ""]
+    lines += [
+        f"Produced by `{command}` (commit {machine.get('git_commit') or 'unknown'}; {machine.get('device')}, "
+        f"{machine.get('cpu_count')} CPUs, torch {machine.get('torch')}, MONAI {machine.get('monai')}).",
         "",
-        "## Command",
+        f"Cross-validation: {cfg.cv.folds} folds by {cfg.cv.by}"
+        + (f" (`{cfg.cv.group_key}`)" if cfg.cv.by == "group" else "")
+        + f", seed {cfg.cv.seed}; every image is a test image exactly once. Seeds: {cfg.seeds}. "
+        "Scores are on the test images of each fold, in each image's own size; the foreground is "
+        f"{', '.join(cfg.data.names()[c] for c in cfg.data.foreground())}.",
         "",
-        "```",
-        command,
-        "```",
+        "## Runs",
         "",
-        f"Study config: `{_rel(cfg.config_path)}` "
-        "(copied here as `study_config.json`). The data preparation is part of the command (idempotent).",
-        "",
-        "## Data and budget",
-        "",
-        f"- Bundle: `{cfg.bundle.name}`"
-        + (f" + overlays {', '.join(f'`{o.name}`' for o in cfg.overlays)}" if cfg.overlays else ""),
-        f"- Data: converter `{cfg.data.converter}`, source `{source}`, "
-        f"{cfg.data.num_classes} classes ({', '.join(names)}), label map `{cfg.data.label_map}`.",
-        f"- Split: {split_sizes['training']} training / {split_sizes['validation']} validation / "
-        f"{split_sizes['test']} test images" + (f" ({json.dumps(cfg.data.split)})" if cfg.data.split else "") + ".",
-        f"- Training-split class counts: {stats['class_counts']} (MC offsets at τ={stats['tau']:g}, v={stats['v']:g}: "
-        f"ρ_0k = {[round(x, 4) for x in stats['rho_neg']]}, ρ_k0 = {[round(x, 4) for x in stats['rho_pos']]}).",
-        "- Losses: each with its overlay `configs/losses/<loss>.json` (default hyper-parameters there)"
-        + (
-            f"; generated registry-default overlays for {', '.join(sorted(p.stem for p in generated))}"
-            if generated
-            else ""
+        "| run | per-image Dice [95% CI] | per-image IoU [95% CI] | pooled IoU [95% CI] | mIoU (pooled, with bg) | "
+        "epochs | train CPU s / fold | folds | images |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in cfg.runs:
+        if spec.name not in table:
+            lines.append(f"| {spec.name} | not run | | | | | | | |")
+            continue
+        t = table[spec.name]
+        lines.append(
+            f"| {spec.name} | {_ci(t['dice_mean'])} | {_ci(t['iou_mean'])} | {_ci(t['pooled_iou'], 'value')} | "
+            f"{_num(t['miou'])} | {', '.join(map(str, t['num_epochs']))} | {_num(t['train_cpu_seconds_mean'], 0)} | "
+            f"{len(t['folds_done'])}/{cfg.cv.folds} | {len(t['cases'])} |"
         )
-        + f"; code at commit `{machine.get('git_commit') or '?'}`.",
-        f"- Network: COPLE-Net 2D, widths {b.features}; input resized to {b.spatial_size}; batch size {b.batch_size}.",
-        f"- CE pre-training: {b.pretrain_epochs} epochs, AdamW lr {b.pretrain_learning_rate:g}; fine-tuning: "
-        f"{b.finetune_epochs} epochs per loss, AdamW lr {b.finetune_learning_rate:g} (poly power {b.lr_power:g}); "
-        f"seeds {seeds}.",
-        f"- Machine: {machine.get('processor')} ({machine.get('cpu_count')} CPUs, torch {machine.get('torch_threads')} "
-        f"threads, device {machine.get('device')}), {machine.get('platform')}, torch {machine.get('torch')}, "
-        f"MONAI {machine.get('monai', '?')}.",
-        f"- Time: {compute / 60:.1f} min of training + evaluation summed over the runs; the last `medseg study` "
-        f"call took {result.wall_seconds / 60:.1f} min (finished runs are reused, not redone).",
-        "",
-        "## Test-split comparison",
-        "",
-        _comparison_table(table, order, names),
-        "",
-        "Pixel acc., mIoU (all classes incl. background, as in the papers' tables), mIoU (fg) and per-class IoU are "
-        "dataset-level over the test split; per-image Dice (fg) is the mean over test images of the Dice of the "
-        f"merged foreground mask (classes {cfg.data.foreground()}), images where both masks are empty skipped."
-        + (" Values are mean ± std over seeds." if len(seeds) > 1 else " One seed: no spread is available."),
-        "",
-        "## Does MC win, tie or lose?",
-        "",
-        f"Test mIoU of the MC fine-tune against every other fine-tuned loss (tie: |Δ| ≤ {TIE_MIOU}).",
-        "",
-        *verdict(table, cfg.losses),
-        "",
-        f"Caution: {split_sizes['test']} test images and {len(seeds)} seed(s) on a size-reduced budget; "
-        "differences of a few hundredths of mIoU are within run-to-run noise at this scale.",
-        "",
-    ]
-    sens = _sensitivity_table(table)
-    if sens:
-        md += ["## τ / v sensitivity (MC fine-tuned, 002 Table 1 layout)", "", sens, ""]
-    md += [
-        "## Theorem 1's bound and Corollary 1's offsets for this class distribution",
-        "",
-        f"ε (000 Eq. 14 with Corollary 1's μ_k) and Algorithm 1's offsets for the training-split counts above, "
-        f"complexity term F = {cfg.sensitivity.complexity:g} (unknown for a deep network; ε is vacuous (inf) for "
-        f"τ ≤ 4KF = {4 * cfg.data.num_classes * cfg.sensitivity.complexity:g}). ε grows like v·√N, so for real pixel "
-        "counts it is far above 1: the table shows the SHAPE (larger offsets for rarer classes, ε falling as τ "
-        "grows and rising with v), not a usable guarantee.",
-        "",
-        render_bound_table(bound_rows, class_names=names),
-        "",
-    ]
-    if curves:
-        md += ["## Curves (002 Fig. 2 style)", ""] + [f"![{c}]({c})" for c in curves] + [""]
-    if result.failures:
-        md += ["## Failures", ""]
-        md += [f"- `{f['name']}` (seed {f['seed']}): {f['error']}" for f in result.failures]
-        md += [""]
-    md += [
-        "## Per-run training record",
-        "",
-        "| Run | seed | epochs | best val mIoU | last val mIoU | last train loss | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in sorted(result.runs, key=lambda x: (x["seed"], order.index(x["name"]) if x["name"] in order else 99)):
-        h = r.get("history", {})
+    lines += ["", "Run definitions:", ""]
+    for spec in cfg.runs:
+        parts = []
+        if spec.source:
+            parts.append(f"from `{spec.source}`")
+        if spec.loss:
+            parts.append(f"loss overlay `{Path(spec.loss).stem}`")
+        if spec.network:
+            parts.append(f"network `{json.dumps(spec.network)}`")
+        if spec.plan:
+            parts.append(f"plan `{json.dumps(spec.plan)}`")
+        if spec.overrides:
+            parts.append(f"overrides `{json.dumps(spec.overrides)}`")
+        if spec.tta is not None:
+            parts.append(f"tta {spec.tta}")
+        desc = f" — {spec.description}" if spec.description else ""
+        lines.append(f"- `{spec.name}`: {'; '.join(parts) or 'the plan as computed'}{desc}")
+    if comparisons:
+        lines += [
+            "",
+            "## Paired comparisons (per image, same test images)",
+            "",
+            "Mean difference run − reference with a 95 % bootstrap interval, two-sided Wilcoxon signed-rank p, and "
+            "images where the run is better / equal / worse. *better*/*worse* only when the interval excludes 0; "
+            "otherwise the difference is not distinguishable from noise at this sample size (*tie*).",
+            "",
+            "| run | reference | images | Δ Dice [95% CI] | p (Dice) | W/T/L | verdict "
+            "| Δ IoU [95% CI] | p (IoU) | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in comparisons:
+            d, i = c["dice"], c["iou"]
+            lines.append(
+                f"| {c['run']} | {c['reference']} | {c['images']} | "
+                f"{_ci(d, 'mean_diff', 4)} | {_num(d.get('p_wilcoxon'), 4)} | "
+                f"{d.get('wins', '-')}/{d.get('ties', '-')}/{d.get('losses', '-')} | {d['verdict']} | "
+                f"{_ci(i, 'mean_diff', 4)} | {_num(i.get('p_wilcoxon'), 4)} | {i['verdict']} |"
+            )
+    offsets = _offsets_table(cfg, work)
+    if offsets:
+        lines += [
+            "",
+            "## Margin offsets of the MC runs",
+            "",
+            "Algorithm 1's offsets from fold 0's training pixel counts (v = 1) for each τ an MC run used:",
+            "",
+            offsets,
+        ]
+    folds_rows = [n for n in table if table[n]["per_fold_dice"]]
+    if folds_rows:
+        lines += [
+            "",
+            "## Per fold (mean per-image Dice)",
+            "",
+            "| run | " + " | ".join(f"fold {k}" for k in range(cfg.cv.folds)) + " |",
+        ]
+        lines.append("|---" * (cfg.cv.folds + 1) + "|")
+        for n in folds_rows:
+            pf = table[n]["per_fold_dice"]
+            lines.append(f"| {n} | " + " | ".join(_num(pf.get(k)) for k in range(cfg.cv.folds)) + " |")
+    if len(cfg.data.names()) > 2:
+        lines += ["", "## Pooled IoU per class", "", "| run | " + " | ".join(cfg.data.names()) + " |"]
+        lines.append("|---" * (len(cfg.data.names()) + 1) + "|")
+        for n, t in table.items():
+            lines.append(f"| {n} | " + " | ".join(_num(x) for x in t["per_class_iou"]) + " |")
+    if failures:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- {f['run']} (seed {f['seed']}, fold {f['fold']}): {f['error']}" for f in failures]
+    return "\n".join(lines) + "\n"
 
-        def f(x: Any) -> str:
-            return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
-        md.append(
-            f"| {r['name']} | {r['seed']} | {h.get('epochs', 'n/a')} | {f(h.get('best_val_miou'))} | "
-            f"{f(h.get('last_val_miou'))} | {f(h.get('last_train_loss'))} | {r.get('train_wall_seconds')} | "
-            f"{r.get('eval_wall_seconds')} |"
-        )
-    md.append("")
-    write_text(out / "README.md", "\n".join(md))
+def write_report(cfg: StudyConfig, result: Any, out: Path, *, command: str, machine: Mapping[str, Any]) -> Path:
+    """Write ``out/README.md`` and ``out/results.json``; returns the README path."""
+    table = aggregate(cfg, result.results)
+    comparisons = compare(cfg, table)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(
         out / "results.json",
         {
-            "study": cfg.name,
+            "study": cfg.to_dict(),
             "command": command,
-            "config": cfg.to_dict(),
             "machine": dict(machine),
-            "split_sizes": split_sizes,
-            "stats": stats,
-            "table": table,
-            "runs": [{k: v for k, v in r.items() if k != "per_case"} for r in result.runs],
-            "failures": result.failures,
-            "bound": bound_rows,
-            "wall_seconds_last_call": result.wall_seconds,
-            "compute_seconds": round(compute, 1),
+            "runs": table,
+            "comparisons": comparisons,
+            "failures": list(result.failures),
         },
     )
-    logger.info("study report written to %s", out)
-    return out / "README.md"
+    text = render_markdown(
+        cfg, table, comparisons, command=command, machine=machine, work=result.work_dir, failures=result.failures
+    )
+    readme = out / "README.md"
+    with atomic_path(readme) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    logger.info("report written to %s", readme)
+    return readme

@@ -1,32 +1,36 @@
-"""Run a loss study: data -> stats -> CE pre-training (once per seed) -> fine-tune each loss -> test evaluation.
+"""Run a study: data -> cross-validation folds -> per fold: stats and plan -> every run trained and evaluated.
 
-The protocol is that of 002_1f3568bddcc5ea2b.txt (Settings): a COPLE-Net is pre-trained with cross-entropy, then
-every loss fine-tunes from the SAME checkpoint with the same budget and seed; each fine-tuned model is scored on
-the held-back test split with :func:`medseg.inference.predict_with_bundle` (masks in each input's own geometry)
-and :func:`medseg.evaluation.evaluate.evaluate_folders` (one accumulated confusion matrix, 000 Eq. 1-3).
+Each run of the study definition (:mod:`medseg.study.config`) is trained on every fold through the bundle's
+``train.json`` (:func:`medseg.training.protocol.run_stage`, in this process) with the fold's ``plan.json``
+(:mod:`medseg.data.plan`, computed on the fold's training cases only) merged with the run's own plan values, and
+scored on the fold's test cases: the masks come from the bundle's ``inference.json`` in each input's own
+geometry and are compared with the reference labels image by image (:func:`score_case`). Runs ``from`` another
+run start from that run's model of the same fold and seed (the papers' CE pre-training then fine-tuning).
 
 Layout of ``work_dir`` (nothing here is committed)::
 
-    data/                       converted images/labels, datalist.json, stats.json, test_refs/
-    overlays/                   generated loss overlays for losses without configs/losses/<loss>.json
-    seed<S>/ce_pretrain/        CE pre-training (done.json when finished)
-    seed<S>/<run>/              one fine-tuning run: models/, history.csv, done.json, eval/result.json
+    data/                          converted images/labels, datalist.json (every case)
+    folds/fold<k>/                 datalist.json (training/validation/test), stats.json, plan.json,
+                                   test_inputs/, test_refs/ (test cases under unique ids)
+    seed<S>/fold<k>/<run>/         models/, history.csv, plan.json, done.json, eval/result.json
 
-Resuming: a finished stage (``done.json``) and a finished evaluation (``eval/result.json``) are never redone;
-an interrupted stage resumes from its ``last.pt``. A run that raised is recorded in ``failed.json`` and retried
-the next time the study runs.
+Finished runs (``done.json`` and ``eval/result.json``) are never redone; an interrupted run resumes from its
+``last.pt``; a run that raised is recorded in ``failed.json`` and retried the next time. Several processes may
+work on one study at once when each is given other runs or folds (``runs=``/``folds=``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import math
 import os
 import platform
+import resource
 import shutil
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,28 +39,26 @@ import numpy as np
 
 from medseg.io import write_json
 from medseg.resources import package_root
-from medseg.study.config import StudyConfig
+from medseg.study.config import RunSpec, StudyConfig
 from medseg.typing import PathLike
 
-__all__ = ["MC_FAMILY", "PlannedRun", "StudyResult", "evaluate_model", "plan_runs", "run_study"]
+__all__ = ["PlannedRun", "StudyResult", "merge", "plan_runs", "run_study", "score_case"]
 
 logger = logging.getLogger(__name__)
-
-#: Losses that take the training split's class counts (their overlay reads ``stats.json``).
-MC_FAMILY = ("mc", "dice_mc", "tversky_mc")
 
 
 @dataclass
 class PlannedRun:
-    """One training stage of the study."""
+    """One training run of the study on one fold."""
 
     seed: int
-    name: str  # "ce_pretrain", a loss name, or "mc_tau<t>_v<v>"
-    loss: str
-    kind: str  # "pretrain" | "finetune" | "sensitivity"
+    fold: int
+    spec: RunSpec
     run_dir: Path
-    tau: float | None = None
-    v: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def done(self) -> bool:
@@ -70,82 +72,117 @@ class StudyResult:
 
     work_dir: Path
     results_dir: Path | None
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     plan: list[PlannedRun] = field(default_factory=list)
     wall_seconds: float = 0.0
 
 
-def _fmt_num(x: float) -> str:
-    return f"{x:g}".replace(".", "p")
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in (nested mappings merge, anything else replaces).
+
+    Example:
+        >>> merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}, "b": None})
+        {'a': {'x': 1, 'y': 3}, 'b': None}
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
-def plan_runs(cfg: StudyConfig, work_dir: Path, seeds: list[int]) -> list[PlannedRun]:
-    """Every stage of the study in execution order (pre-training first within each seed)."""
-    plan: list[PlannedRun] = []
-    for seed in seeds:
-        base = work_dir / f"seed{seed}"
-        plan.append(PlannedRun(seed, "ce_pretrain", "ce", "pretrain", base / "ce_pretrain"))
-        for loss in cfg.losses:
-            plan.append(PlannedRun(seed, loss, loss, "finetune", base / loss))
-        for tau, v in cfg.sensitivity.finetune:
-            if (tau, v) == (10.0, 1.0):  # the overlay's default: the plain "mc" run is this point
-                continue
-            name = f"mc_tau{_fmt_num(tau)}_v{_fmt_num(v)}"
-            plan.append(PlannedRun(seed, name, "mc", "sensitivity", base / name, tau=tau, v=v))
-    return plan
+def plan_runs(
+    cfg: StudyConfig,
+    work_dir: Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    runs: Sequence[str] | None = None,
+) -> list[PlannedRun]:
+    """Every (seed, fold, run) in execution order: seed, then fold, then the runs in the config's order.
+
+    ``runs`` keeps only those runs (a run's ``from`` source must be finished or also selected).
+    """
+    names = [r.name for r in cfg.runs]
+    for name in runs or []:
+        if name not in names:
+            raise ValueError(f"unknown run {name!r}; the study's runs are {names}")
+    for k in folds or []:
+        if not 0 <= k < cfg.cv.folds:
+            raise ValueError(f"fold {k} does not exist; the study has folds 0..{cfg.cv.folds - 1}")
+    out = []
+    for seed in seeds or cfg.seeds:
+        for k in folds if folds is not None else range(cfg.cv.folds):
+            for spec in cfg.runs:
+                if runs and spec.name not in runs:
+                    continue
+                out.append(PlannedRun(seed, k, spec, work_dir / f"seed{seed}" / f"fold{k}" / spec.name))
+    return out
 
 
-def _overlay_for(loss: str, work_dir: Path) -> str:
-    """``configs/losses/<loss>.json`` if it exists, else a generated overlay through the registry."""
-    from medseg.training.protocol import loss_overlay
-
-    try:
-        return str(loss_overlay(loss))
-    except FileNotFoundError:
-        pass
-    spec: dict[str, Any] = {"_target_": "medseg.registry.create_loss", "name": loss}
-    if loss in MC_FAMILY:
-        spec["class_counts"] = "$medseg.training.load_class_stats(@stats_file, @num_classes)['class_counts']"
-    path = work_dir / "overlays" / f"{loss}.json"
-    write_json(path, {"loss_name": loss, "loss": spec})
-    logger.warning(
-        "no overlay configs/losses/%s.json; using a generated one with the registry defaults: %s", loss, path
-    )
-    return str(path)
+def _in_channels(bundle: Path) -> int:
+    train = json.loads((bundle / "configs" / "train.json").read_text(encoding="utf-8"))
+    return int(train.get("network_def", {}).get("in_channels", 1))
 
 
-def _base_overrides(cfg: StudyConfig, datalist: Path, stats: Path) -> dict[str, Any]:
-    b = cfg.budget
-    ov: dict[str, Any] = {
-        "dataset_dir": str(datalist.parent),
-        "datalist": str(datalist),
-        "stats_file": str(stats),
-        "spatial_size": list(b.spatial_size),
-        "network_def#features": list(b.features),
-        "num_classes": cfg.data.num_classes,
-        "batch_size": b.batch_size,
-        "lr_power": b.lr_power,
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+def _network_component(spec: Mapping[str, Any], in_channels: int) -> dict[str, Any]:
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    return {
+        "_target_": "medseg.registry.create_network",
+        "name": spec["name"],
+        "spatial_dims": 2,
+        "in_channels": in_channels,
+        "out_channels": "@num_classes",
+        **kwargs,
     }
-    if cfg.data.label_map is not None:
-        ov["label_map"] = cfg.data.label_map
-    ov.update(b.overrides)
-    return ov
 
 
-def _test_refs(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
+def _prepare_fold(cfg: StudyConfig, datalist: Path, progress: bool) -> dict[str, Any]:
+    """``stats.json``, ``plan.json`` and the unique-id test copies of one fold (each once)."""
+    from medseg.data.plan import plan_datalist
+    from medseg.data.statistics import compute_stats, write_stats
+
+    fold_dir = datalist.parent
+    stats = fold_dir / "stats.json"
+    if not stats.is_file():
+        write_stats(
+            stats,
+            compute_stats(datalist, num_classes=cfg.data.num_classes, label_map=cfg.data.label_map, empty="zero"),
+        )
+    plan_file = fold_dir / "plan.json"
+    if not plan_file.is_file():
+        plan_datalist(
+            datalist,
+            cfg.data.num_classes,
+            plan_file,
+            label_map=cfg.data.label_map,
+            intensity_range=cfg.plan.get("intensity_range", (0.0, 255.0)),
+            window=cfg.plan.get("window"),
+            device=cfg.plan.get("device", "cpu"),
+            progress=progress,
+        )
+    plan = json.loads(plan_file.read_text(encoding="utf-8"))
+    if cfg.plan.get("overrides"):
+        plan = merge(plan, cfg.plan["overrides"])
+    images = _test_copies(datalist, fold_dir / "test_refs", fold_dir / "test_inputs")
+    return {"dir": fold_dir, "datalist": datalist, "stats": stats, "plan": plan, "images": images}
+
+
+def _test_copies(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
     """Copy the test images to ``inputs`` and their labels to ``refs`` under one unique case id per pair.
 
-    The copies make the case ids unique (``<folder>_<stem>`` when two test images share a stem, e.g. frame
-    numbers of different clips), since predictions are named after their input's stem.
+    Predictions are named after their input's stem, so the copies make the ids unique (``<folder>_<stem>``
+    when two test images share a stem, e.g. frame numbers of different clips).
     """
     from medseg.data import load_datalist
     from medseg.evaluation.evaluate import case_id
 
     items = load_datalist(datalist, "test")
     if not items:
-        raise ValueError(f"{datalist}: the test split is empty; the study needs held-back test cases")
+        raise ValueError(f"{datalist}: the test split is empty")
     stems = [case_id(Path(item["image"])) for item in items]
     refs.mkdir(parents=True, exist_ok=True)
     inputs.mkdir(parents=True, exist_ok=True)
@@ -162,94 +199,98 @@ def _test_refs(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
     return images
 
 
-def _foreground_dice(pred_dir: Path, ref_dir: Path, foreground: list[int]) -> dict[str, Any]:
-    """Per-image Dice of the merged foreground ("infection") mask; images empty in both are skipped (NaN)."""
-    from medseg.evaluation.evaluate import match_cases, read_segmentation
+def score_case(pred: np.ndarray, ref: np.ndarray, num_classes: int, foreground: Sequence[int]) -> dict[str, Any]:
+    """Per-image scores: foreground Dice/IoU with their counts, and per-class intersection/union.
 
-    pairs, _, _ = match_cases(pred_dir, ref_dir, pred_suffix="_seg")
-    per_case: dict[str, float | None] = {}
-    for case, p, t in pairs:
-        pred = np.isin(read_segmentation(p).array, foreground)
-        ref = np.isin(read_segmentation(t).array, foreground)
-        denom = int(pred.sum()) + int(ref.sum())
-        per_case[case] = None if denom == 0 else 2.0 * int((pred & ref).sum()) / denom
-    vals = [v for v in per_case.values() if v is not None]
-    return {
-        "mean": float(np.mean(vals)) if vals else None,
-        "std": float(np.std(vals)) if vals else None,
-        "n": len(vals),
-        "n_empty_both": len(per_case) - len(vals),
-        "per_case": per_case,
+    ``foreground`` classes are merged into one mask (the lesion or instrument). A case empty in both prediction
+    and reference has Dice and IoU ``None`` (left out of per-image means) and adds nothing to pooled sums.
+
+    Example:
+        >>> r = score_case(np.array([[0, 1], [1, 1]]), np.array([[0, 1], [0, 1]]), 2, [1])
+        >>> round(r["dice_fg"], 4), r["inter_fg"], r["union_fg"]  # 2·2 / (3 + 2)
+        (0.8, 2, 3)
+    """
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from the reference's {ref.shape}")
+    p = np.isin(pred, foreground)
+    r = np.isin(ref, foreground)
+    inter = int((p & r).sum())
+    union = int((p | r).sum())
+    total = int(p.sum()) + int(r.sum())
+    out: dict[str, Any] = {
+        "dice_fg": None if total == 0 else 2.0 * inter / total,
+        "iou_fg": None if union == 0 else inter / union,
+        "inter_fg": inter,
+        "union_fg": union,
+        "pred_fg": int(p.sum()),
+        "ref_fg": int(r.sum()),
+        "inter": [],
+        "union": [],
     }
+    for c in range(num_classes):
+        pc, rc = pred == c, ref == c
+        out["inter"].append(int((pc & rc).sum()))
+        out["union"].append(int((pc | rc).sum()))
+    return out
 
 
-def evaluate_model(cfg: StudyConfig, model: Path, images: list[Path], refs: Path, out_dir: Path) -> dict[str, Any]:
-    """Predict the test images with ``model`` through the bundle's ``inference.json`` and score them."""
-    from medseg.evaluation.evaluate import evaluate_folders
+def _read_mask(path: Path) -> np.ndarray:
+    from medseg.evaluation.evaluate import read_segmentation
+
+    return np.asarray(read_segmentation(path).array)
+
+
+def _evaluate(
+    cfg: StudyConfig, r: PlannedRun, fold: Mapping[str, Any], plan: Mapping[str, Any], model: Path
+) -> dict[str, Any]:
+    """Predict the fold's test images with ``model`` through ``inference.json`` and score every case."""
     from medseg.inference import predict_with_bundle
+    from medseg.transforms.labels import MapLabels
 
-    b = cfg.budget
-    pred_dir = out_dir / "pred"
+    overrides: dict[str, Any] = {
+        "num_classes": cfg.data.num_classes,
+        "spatial_size": list(plan["spatial_size"]),
+        "predictor#roi_size": list(plan["spatial_size"]),
+        "normalization": plan["normalization"],
+        "network_def#features": list(plan["network"]["features"]),
+    }
+    if r.spec.network is not None:
+        overrides["network_def"] = _network_component(r.spec.network, _in_channels(cfg.bundle))
+    tta = r.spec.tta if r.spec.tta is not None else bool(plan.get("tta", False))
+    pred_dir = r.run_dir / "eval" / "pred"
     report = predict_with_bundle(
         cfg.bundle,
-        [str(p) for p in images],
+        [str(p) for p in fold["images"]],
         pred_dir,
         ckpt=model,
         device="cpu",
+        tta=tta,
         overwrite=True,
-        overrides={
-            "network_def#features": list(b.features),
-            "spatial_size": list(b.spatial_size),
-            "predictor#roi_size": list(b.spatial_size),
-            "num_classes": cfg.data.num_classes,
-        },
+        overrides=overrides,
     )
     if report.failed:
         raise RuntimeError(f"prediction failed for {len(report.failed)} case(s): {report.failed[0].error}")
-    lmap = {int(k): int(v) for k, v in cfg.data.label_map.items()} if isinstance(cfg.data.label_map, dict) else None
-    summary = evaluate_folders(
-        pred_dir,
-        refs,
-        cfg.data.num_classes,
-        out=out_dir / "test_summary.json",
-        label_map=lmap,
-        class_names=cfg.data.names(),
-        pred_suffix="_seg",
-        check_affine=False,
-        distances=False,  # HD95/ASD are not in the papers' tables and dominate the evaluation time on CPU
-    )
-    return {
-        "dataset": summary["dataset"],
-        "per_case": summary["per_case"],
-        "foreground_dice": _foreground_dice(pred_dir, refs, cfg.data.foreground()),
-        "num_cases": summary["num_cases"],
-    }
-
-
-def _history_summary(run_dir: Path) -> dict[str, Any]:
-    from medseg.training.curves import read_history
-
-    path = run_dir / "history.csv"
-    if not path.is_file():
-        return {}
-    h = read_history(path)
-    out: dict[str, Any] = {"epochs": len(next(iter(h.values())))}
-    if "val_miou" in h:
-        vals = [x for x in h["val_miou"] if not math.isnan(x)]
-        if vals:
-            out["best_val_miou"] = max(vals)
-            out["last_val_miou"] = vals[-1]
-    for key in ("train_loss", "val_loss"):
-        if h.get(key):
-            out[f"last_{key}"] = h[key][-1]
-    return out
+    mapper = MapLabels(cfg.data.label_map)
+    cases = []
+    for image in fold["images"]:
+        case = image.name[: -len(".nii.gz")] if image.name.endswith(".nii.gz") else image.stem
+        preds = sorted(pred_dir.glob(f"{case}_seg.*"))
+        refs = sorted((fold["dir"] / "test_refs").glob(f"{case}.*"))
+        if len(preds) != 1 or len(refs) != 1:
+            raise RuntimeError(f"case {case}: expected one prediction and one reference, got {preds} and {refs}")
+        ref = np.asarray(mapper(_read_mask(refs[0])))
+        pred = _read_mask(preds[0])
+        if pred.shape != ref.shape and pred.squeeze().shape == ref.squeeze().shape:
+            pred, ref = pred.squeeze(), ref.squeeze()
+        cases.append({"case": case, **score_case(pred, ref, cfg.data.num_classes, cfg.data.foreground())})
+    return {"tta": tta, "cases": cases}
 
 
 def machine_info() -> dict[str, Any]:
     """Machine description for the report."""
     import torch
 
-    info = {
+    info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -279,47 +320,102 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def _train(
+    cfg: StudyConfig, r: PlannedRun, fold: Mapping[str, Any], device: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one run on one fold (skipped when finished); returns ``done.json`` and the run's plan."""
+    from medseg.data.plan import write_plan
+    from medseg.training.protocol import run_stage
+
+    plan = merge(fold["plan"], r.spec.plan)
+    if "images_per_run" in r.spec.plan and "num_epochs" not in r.spec.plan:
+        from medseg.data.plan import Budget
+
+        plan["num_epochs"] = Budget(int(plan["images_per_run"])).epochs(int(plan["num_cases"]))
+    plan_file = r.run_dir / "plan.json"
+    if not plan_file.is_file():
+        write_plan(plan_file, plan)
+    ov: dict[str, Any] = {
+        "dataset_dir": str(fold["dir"]),
+        "datalist": str(fold["datalist"]),
+        "stats_file": str(fold["stats"]),
+        "plan_file": str(plan_file),
+        "num_classes": cfg.data.num_classes,
+        "seed": r.seed,
+        "val_interval": int(plan["num_epochs"]),  # one validation, at the end: a sanity check, no selection
+        "device": f"$torch.device('{device}')",
+    }
+    if cfg.data.label_map is not None:
+        ov["label_map"] = cfg.data.label_map
+    if r.spec.network is not None:
+        ov["network_def"] = _network_component(r.spec.network, _in_channels(cfg.bundle))
+    ov.update(r.spec.overrides)
+    pretrained = None
+    if r.spec.source is not None:
+        pretrained = r.run_dir.parent / r.spec.source / "models" / "model.pt"
+        if not pretrained.is_file():
+            raise RuntimeError(f"run {r.name} starts from {r.spec.source}, whose model {pretrained} does not exist yet")
+    cpu0 = _cpu_seconds()
+    done = run_stage(
+        cfg.bundle, r.run_dir, loss=r.spec.loss, extra_configs=cfg.overlays, overrides=ov, pretrained_ckpt=pretrained
+    )
+    if "cpu_seconds" not in done:
+        done["cpu_seconds"] = round(_cpu_seconds() - cpu0, 1)
+        write_json(r.run_dir / "done.json", done)
+    return done, plan
+
+
 def run_study(
     cfg: StudyConfig,
     work_dir: PathLike | None = None,
     *,
     results_dir: PathLike | None = None,
-    seeds: list[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
+    runs: Sequence[str] | None = None,
     dry_run: bool = False,
+    report: bool = True,
     command: str | None = None,
     num_threads: int | None = 1,
+    device: str = "cpu",
     progress: bool = False,
 ) -> StudyResult:
     """Run (or resume) a study and write its report.
 
     Args:
         cfg: the validated study (:func:`medseg.study.config.load_study_config`).
-        work_dir: runs, converted data and predictions (default ``./runs/study/<name>``).
-        results_dir: where the report goes (default ``<work_dir>/report``); ``None`` with
-            ``dry_run`` writes nothing.
+        work_dir: data, folds, runs and predictions (default ``./runs/study/<name>``).
+        results_dir: where the report goes (default ``<work_dir>/report``).
         seeds: overrides ``cfg.seeds``.
-        dry_run: only plan: log which stages are finished and which would run; nothing is trained or written.
-        command: the command line recorded in the report (default: the equivalent ``medseg study`` call).
+        folds: only these folds (default: all).
+        runs: only these runs (default: all).
+        dry_run: only plan: log which runs are finished and which would run; nothing is trained or written.
+        report: write the report from every finished run at the end (also from runs of other processes).
+        command: the command line recorded in the report.
         num_threads: ``torch.set_num_threads`` for the study (restored afterwards); ``None`` keeps torch's
-            default. Default 1: on a shared CPU, OpenMP's spin-waiting threads made a small COPLE-Net step 15-25x
-            slower with 2 threads than with 1 (measured: 4.7-8.4 s vs 0.3-0.4 s per batch of 4 at 64x64).
-        progress: a progress bar over the stages.
+            default. On a shared 2-core machine, two study processes with one thread each finish more runs per
+            hour than one process with two threads.
+        device: ``"cpu"`` or a CUDA device (``"cuda"``, ``"cuda:1"``) for training and prediction.
+        progress: a progress bar over the runs.
 
     Returns:
-        A :class:`StudyResult`; ``failures`` lists runs that raised (their error is in ``<run>/failed.json``
-        and in the report).
+        A :class:`StudyResult`; ``failures`` lists runs that raised (their error is in ``<run>/failed.json``).
     """
-    work = Path(work_dir) if work_dir is not None else Path.cwd() / "runs" / "study" / cfg.name
-    work = work.resolve()
+    work = (Path(work_dir) if work_dir is not None else Path.cwd() / "runs" / "study" / cfg.name).resolve()
     out = Path(results_dir) if results_dir is not None else work / "report"
-    use_seeds = list(seeds) if seeds else list(cfg.seeds)
-    plan = plan_runs(cfg, work, use_seeds)
+    plan = plan_runs(cfg, work, seeds=seeds, folds=folds, runs=runs)
     result = StudyResult(work, None if dry_run else out, plan=plan)
     if dry_run:
         for r in plan:
-            logger.info("%-6s seed %d %-24s %s", "done" if r.done else "todo", r.seed, r.name, r.run_dir)
+            logger.info(
+                "%-4s seed %d fold %d %-20s %s", "done" if r.done else "todo", r.seed, r.fold, r.name, r.run_dir
+            )
         return result
-
     import torch
 
     old_threads = torch.get_num_threads()
@@ -327,91 +423,61 @@ def run_study(
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {num_threads!r}")
         torch.set_num_threads(num_threads)
+    start = time.perf_counter()
     try:
-        _execute(cfg, work, out, plan, result, command, progress)
+        _execute(cfg, work, plan, result, device, progress)
     finally:
         torch.set_num_threads(old_threads)
+    result.wall_seconds = round(time.perf_counter() - start, 1)
+    if report:
+        from medseg.study.report import collect_results, write_report
+
+        result.results = collect_results(cfg, work, seeds=seeds)
+        cmd = command or f"medseg study {cfg.config_path or cfg.name}"
+        write_report(cfg, result, out, command=cmd, machine=machine_info())
     return result
 
 
 def _execute(
-    cfg: StudyConfig,
-    work: Path,
-    out: Path,
-    plan: list[PlannedRun],
-    result: StudyResult,
-    command: str | None,
-    progress: bool,
+    cfg: StudyConfig, work: Path, plan: list[PlannedRun], result: StudyResult, device: str, progress: bool
 ) -> None:
     from tqdm.auto import tqdm
 
-    from medseg.study.data import prepare_data, prepare_stats
-    from medseg.study.report import write_report
-    from medseg.training.protocol import run_stage
+    from medseg.study.data import prepare_data
+    from medseg.study.folds import fold_datalists
 
-    start = time.perf_counter()
-    data_dir = work / "data"
-    datalist = prepare_data(cfg.data, data_dir)
-    stats = prepare_stats(cfg.data, datalist)
-    images = _test_refs(datalist, data_dir / "test_refs", data_dir / "test_inputs")
-    base = _base_overrides(cfg, datalist, stats)
-    b = cfg.budget
-    pretrained: dict[int, Path] = {}
-
+    datalist = prepare_data(cfg.data, work / "data")
+    fold_files = fold_datalists(datalist, cfg.cv, work / "folds")
+    prepared: dict[int, dict[str, Any]] = {}
     for r in tqdm(plan, desc=f"study {cfg.name}", unit="run", disable=not progress):
         failed_marker = r.run_dir / "failed.json"
+        res_path = r.run_dir / "eval" / "result.json"
+        if r.done:
+            continue
         try:
-            ov = dict(base)
-            ov["seed"] = r.seed
-            if r.kind == "pretrain":
-                ov.update({"num_epochs": b.pretrain_epochs, "learning_rate": b.pretrain_learning_rate})
-                done = run_stage(
-                    cfg.bundle, r.run_dir, loss=_overlay_for("ce", work), extra_configs=cfg.overlays, overrides=ov
-                )
-                pretrained[r.seed] = Path(done["model"])
-            else:
-                if r.seed not in pretrained:
-                    raise RuntimeError(f"no CE pre-trained model for seed {r.seed} (its pre-training failed)")
-                ov.update({"num_epochs": b.finetune_epochs, "learning_rate": b.finetune_learning_rate})
-                if r.tau is not None:
-                    ov.update({"loss#tau": r.tau, "loss#v": r.v})
-                done = run_stage(
-                    cfg.bundle,
-                    r.run_dir,
-                    loss=_overlay_for(r.loss, work),
-                    extra_configs=cfg.overlays,
-                    overrides=ov,
-                    pretrained_ckpt=pretrained[r.seed],
-                )
-            res_path = r.run_dir / "eval" / "result.json"
-            if not res_path.is_file():
-                t0 = time.perf_counter()
-                ev = evaluate_model(cfg, Path(done["model"]), images, data_dir / "test_refs", r.run_dir / "eval")
-                ev.update(
-                    {
-                        "name": r.name,
-                        "loss": r.loss,
-                        "kind": r.kind,
-                        "seed": r.seed,
-                        "tau": r.tau,
-                        "v": r.v,
-                        "train_wall_seconds": done.get("wall_seconds"),
-                        "eval_wall_seconds": round(time.perf_counter() - t0, 1),
-                        "history": _history_summary(r.run_dir),
-                    }
-                )
-                write_json(res_path, ev)
+            if r.fold not in prepared:
+                prepared[r.fold] = _prepare_fold(cfg, fold_files[r.fold], progress)
+            fold = prepared[r.fold]
+            done, run_plan = _train(cfg, r, fold, device)
+            t0 = time.perf_counter()
+            ev = _evaluate(cfg, r, fold, run_plan, Path(done["model"]))
+            ev.update(
+                {
+                    "run": r.name,
+                    "seed": r.seed,
+                    "fold": r.fold,
+                    "train_wall_seconds": done.get("wall_seconds"),
+                    "train_cpu_seconds": done.get("cpu_seconds"),
+                    "num_epochs": run_plan["num_epochs"],
+                    "eval_wall_seconds": round(time.perf_counter() - t0, 1),
+                }
+            )
+            write_json(res_path, ev)
             if failed_marker.is_file():
                 failed_marker.unlink()
-            result.runs.append(json.loads(res_path.read_text(encoding="utf-8")))
-        except Exception as err:  # a failing loss is a result: record it and go on with the others
-            if isinstance(err, KeyboardInterrupt):  # pragma: no cover - not an Exception subclass anyway
-                raise
+        except Exception as err:  # a failing run is a result: record it and go on with the others
             msg = f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"
-            logger.error("run %s (seed %d) failed: %s", r.name, r.seed, msg)
-            fail = {"name": r.name, "loss": r.loss, "kind": r.kind, "seed": r.seed, "error": msg}
+            logger.error("run %s (seed %d, fold %d) failed: %s", r.name, r.seed, r.fold, msg)
+            fail = {"run": r.name, "seed": r.seed, "fold": r.fold, "error": msg}
             write_json(failed_marker, {**fail, "traceback": traceback.format_exc()[-4000:]})
             result.failures.append(fail)
-    result.wall_seconds = round(time.perf_counter() - start, 1)
-    cmd = command or f"medseg study {cfg.config_path or cfg.name}"
-    write_report(cfg, result, out, stats_file=stats, datalist=datalist, command=cmd, machine=machine_info())

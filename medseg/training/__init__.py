@@ -16,6 +16,7 @@ from medseg.training.handlers import (
 from medseg.training.losses import MC_FAMILY, build_loss, load_class_stats
 from medseg.training.metrics import LossMetric, validation_metrics
 from medseg.training.preflight import preflight, preflight_loss
+from medseg.training.schedules import build_lr_scheduler
 
 __all__ = [
     "MC_FAMILY",
@@ -24,6 +25,7 @@ __all__ = [
     "LossMetric",
     "ResumeFromCheckpoint",
     "build_loss",
+    "build_lr_scheduler",
     "load_class_stats",
     "load_pretrained",
     "plot_curves",

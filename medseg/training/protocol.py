@@ -94,7 +94,7 @@ def run_stage(
     history = read_history(run_path / "history.csv")
     last = {k: v[-1] for k, v in history.items()}
     result = {
-        "loss": loss or "ce",
+        "loss": loss,
         "run_dir": str(run_path),
         "model": str(run_path / "models" / "model.pt"),
         "pretrained_ckpt": None if pretrained_ckpt is None else str(pretrained_ckpt),

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from monai.transforms.compose import Compose
 from monai.transforms.croppad.dictionary import ResizeWithPadOrCropd
-from monai.transforms.spatial.dictionary import RandAffined, RandFlipd, Resized
+from monai.transforms.spatial.dictionary import Resized
 from monai.transforms.transform import Randomizable
 from monai.transforms.utility.dictionary import CastToTyped, EnsureTyped
 
@@ -128,35 +128,6 @@ def resize_block(
     if mode == "pad_crop":
         return [ResizeWithPadOrCropd(keys, spatial_size=spatial_size)]
     raise ValueError(f"{factory}: resize_mode must be 'resize', 'pad_crop' or 'none', got {mode!r}")
-
-
-def spatial_aug_2d(
-    image_key: str,
-    label_keys: list[str],
-    *,
-    flip_prob: float,
-    flip_axes: list[int],
-    affine_prob: float,
-    rotate_deg: float,
-    scale: float,
-) -> list[Callable[..., Any]]:
-    """Random flips and a small random rotation/scaling (labels nearest, zero padding)."""
-    keys = [image_key, *label_keys]
-    out: list[Callable[..., Any]] = []
-    if flip_prob > 0:
-        out += [RandFlipd(keys, prob=flip_prob, spatial_axis=axis) for axis in flip_axes]
-    if affine_prob > 0 and (rotate_deg > 0 or scale > 0):
-        out.append(
-            RandAffined(
-                keys,
-                prob=affine_prob,
-                rotate_range=math.radians(rotate_deg) if rotate_deg > 0 else None,
-                scale_range=[scale, scale] if scale > 0 else None,
-                mode=["bilinear"] + ["nearest"] * len(label_keys),
-                padding_mode="zeros",
-            )
-        )
-    return out
 
 
 def final_block(image_key: str, label_keys: list[str], label_dtype: str | None) -> list[Callable[..., Any]]:

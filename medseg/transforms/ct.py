@@ -15,7 +15,7 @@ integer-valued, cast to ``label_dtype`` (int64 by default); both MetaTensors wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from monai.transforms.compose import Compose
@@ -40,11 +40,11 @@ from medseg.transforms._build import (
     label_map_block,
     load_block,
     resize_block,
-    spatial_aug_2d,
     split_keys,
 )
+from medseg.transforms.augment import AugmentationSpec, resolve_augmentation
 from medseg.transforms.channels import AdaptChannelsd, EnsureSpatialDimsd
-from medseg.transforms.intensity import WindowSpec, intensity_range_transform, window_transform
+from medseg.transforms.intensity import WindowSpec, intensity_range_transform, window_transform, zscore_transforms
 from medseg.transforms.labels import LabelMapSpec
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def ct_volume_transforms(
     flip_prob: float = 0.5,
     flip_axes: Sequence[int] = (0, 1, 2),
     intensity_prob: float = 0.15,
+    normalize: Mapping[str, Any] | None = None,
     label_dtype: str | None = "int64",
     series_uid: str | None = None,
     check_spacing: bool = True,
@@ -124,6 +125,9 @@ def ct_volume_transforms(
         flip_prob: probability of a flip along each of ``flip_axes`` (training).
         flip_axes: spatial axes that may be flipped.
         intensity_prob: probability of each random intensity change (training); 0 disables them.
+        normalize: z-score after the window (``{"clip": [lo, hi], "mean": m, "std": s}`` on the [0, 1] scale, as
+            a ``plan.json``'s ``normalization``), so a 2D network trained on windowed slices sees the same
+            intensities; ``None`` keeps [0, 1].
         label_dtype: dtype of the label tensors at the end (``None``: keep float32).
         series_uid: DICOM series to read when a folder holds several.
         check_spacing: refuse DICOM series with uneven slice spacing.
@@ -170,6 +174,7 @@ def ct_volume_transforms(
         t.append(Spacingd(all_keys, pixdim=spacing_list, mode=modes, dtype="float32"))
     if window is not None:
         t.append(window_transform(image_key, window))
+    zscore = zscore_transforms(image_key, normalize, name)
     if crop_foreground:
         t.append(
             CropForegroundd(
@@ -202,6 +207,7 @@ def ct_volume_transforms(
         if flip_prob > 0:
             t += [RandFlipd(all_keys, prob=flip_prob, spatial_axis=a) for a in spatial_axes]
         t += intensity_aug(image_key, prob=intensity_prob)
+    t += zscore
     t += final_block(image_key, label_keys, label_dtype)
     return compose(t, seed)
 
@@ -216,12 +222,8 @@ def ct_slice_transforms(
     resize_mode: ResizeMode = "resize",
     label_map: LabelMapSpec = None,
     ignore_index: int | None = None,
-    flip_prob: float = 0.5,
-    flip_axes: Sequence[int] = (1,),
-    affine_prob: float = 0.3,
-    rotate_deg: float = 10.0,
-    scale: float = 0.1,
-    intensity_prob: float = 0.15,
+    normalize: Mapping[str, Any] | None = None,
+    augmentation: AugmentationSpec = "light",
     label_dtype: str | None = "int64",
     seed: int | None = None,
 ) -> Compose:
@@ -229,9 +231,10 @@ def ct_slice_transforms(
 
     Steps: load ``(H, W)`` (row, column; see :mod:`medseg.transforms.readers`) -> ``(1, H, W)`` (RGB slices
     with equal channels keep one, others become BT.601 luma; ``(H, W, 1)`` NIfTI is squeezed) -> map label
-    values -> intensity onto [0, 1]: a CT ``window`` if given (HU data), else ``intensity_range`` -> resize or
-    pad/crop to ``spatial_size`` (labels nearest) -> *training only:* random flips, small random rotation and
-    scaling, random intensity scale/shift/noise -> cast.
+    values -> intensity onto [0, 1]: a CT ``window`` if given (HU data), else ``intensity_range`` -> optional
+    z-score ``normalize`` (clip, subtract the mean, divide by the std: the statistics of ``medseg-data plan``)
+    -> resize or pad/crop to ``spatial_size`` (labels nearest) -> *training only:* ``augmentation`` (spatial,
+    then intensity; see :mod:`medseg.transforms.augment`) -> cast.
 
     Args:
         keys: the image key, then label keys (``["image"]`` at inference).
@@ -246,12 +249,10 @@ def ct_slice_transforms(
             inference).
         label_map: label mapping (``"binary255"`` for raw 0/255 masks, ``"covid_multiclass"``, a table, ...).
         ignore_index: label value passed through the mapping untouched.
-        flip_prob: probability of a flip along each of ``flip_axes`` (0 = rows/up-down, 1 = columns/left-right).
-        flip_axes: spatial axes that may be flipped.
-        affine_prob: probability of a random rotation/scaling.
-        rotate_deg: rotation drawn from ``U(-rotate_deg, rotate_deg)`` degrees.
-        scale: zoom factor drawn from ``1 + U(-scale, scale)``.
-        intensity_prob: probability of each random intensity change; 0 disables them.
+        normalize: ``None`` keeps [0, 1]; ``{"clip": [lo, hi], "mean": m, "std": s}`` (values on the [0, 1]
+            scale) clips and standardises, as the ``normalization`` of a ``plan.json``.
+        augmentation: a preset (``"none"``, ``"flips"``, ``"light"``, ``"strong"``) or a mapping (see
+            :func:`~medseg.transforms.augment.resolve_augmentation`); used with ``train=True`` only.
         label_dtype: dtype of the label tensors at the end (``None``: keep float32).
         seed: seed the random transforms.
 
@@ -269,12 +270,8 @@ def ct_slice_transforms(
     name = "ct_slice_transforms"
     image_key, label_keys = split_keys(keys, name)
     size = check_size("spatial_size", spatial_size, 2, name, allow_none=resize_mode == "none")
-    flip_prob = check_prob("flip_prob", flip_prob, name)
-    affine_prob = check_prob("affine_prob", affine_prob, name)
-    intensity_prob = check_prob("intensity_prob", intensity_prob, name)
-    rotate = check_nonneg("rotate_deg", rotate_deg, name)
-    zoom = check_nonneg("scale", scale, name)
-    axes = check_axes("flip_axes", flip_axes, 2, name)
+    aug = resolve_augmentation(augmentation)
+    zscore = zscore_transforms(image_key, normalize, name)
     label_dtype = check_dtype("label_dtype", label_dtype, name)
 
     t = load_block(image_key, label_keys)
@@ -287,17 +284,10 @@ def ct_slice_transforms(
         t.append(window_transform(image_key, window))
     elif intensity_range is not None:
         t.append(intensity_range_transform(image_key, intensity_range))
+    t += zscore
     t += resize_block(image_key, label_keys, resize_mode, size, name)
     if train:
-        t += spatial_aug_2d(
-            image_key,
-            label_keys,
-            flip_prob=flip_prob,
-            flip_axes=axes,
-            affine_prob=affine_prob,
-            rotate_deg=rotate,
-            scale=zoom,
-        )
-        t += intensity_aug(image_key, prob=intensity_prob)
+        t += aug.spatial(image_key, label_keys, size)
+        t += aug.intensity(image_key)
     t += final_block(image_key, label_keys, label_dtype)
     return compose(t, seed)

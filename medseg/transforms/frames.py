@@ -7,35 +7,32 @@ with ImageNet statistics or left in [0, 1]; labels ``(1, H, W)`` integer-valued 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from monai.transforms.compose import Compose
 
 from medseg.transforms._build import (
     ResizeMode,
-    check_axes,
     check_dtype,
-    check_nonneg,
-    check_prob,
     check_size,
     compose,
     final_block,
     label_map_block,
     load_block,
     resize_block,
-    spatial_aug_2d,
     split_keys,
 )
+from medseg.transforms.augment import AugmentationSpec, resolve_augmentation
 from medseg.transforms.channels import AdaptChannelsd, EnsureSpatialDimsd
-from medseg.transforms.intensity import RandColorJitterd, imagenet_normalize, intensity_range_transform
+from medseg.transforms.intensity import channel_normalize, intensity_range_transform
 from medseg.transforms.labels import LabelMapSpec
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["frame_transforms"]
 
-Normalize = Literal["imagenet", "unit"]
+Normalize = Literal["imagenet", "unit"] | Mapping[str, Any] | None
 
 
 def frame_transforms(
@@ -48,15 +45,7 @@ def frame_transforms(
     ignore_index: int | None = None,
     normalize: Normalize = "imagenet",
     intensity_range: Sequence[float] = (0.0, 255.0),
-    flip_prob: float = 0.5,
-    flip_axes: Sequence[int] = (1,),
-    affine_prob: float = 0.3,
-    rotate_deg: float = 10.0,
-    scale: float = 0.1,
-    jitter_prob: float = 0.8,
-    brightness: float = 0.2,
-    contrast: float = 0.2,
-    saturation: float = 0.2,
+    augmentation: AugmentationSpec = "light",
     label_dtype: str | None = "int64",
     seed: int | None = None,
 ) -> Compose:
@@ -77,17 +66,13 @@ def frame_transforms(
             ``"endovis_binary"``; ``None`` when labels already hold class indices (``medseg-data endovis``
             output).
         ignore_index: label value passed through the mapping untouched.
-        normalize: ``"imagenet"`` (subtract mean / divide by std per channel) or ``"unit"`` (keep [0, 1]).
+        normalize: ``"imagenet"`` (subtract ImageNet's mean / divide by its std per channel), ``"unit"`` (keep
+            [0, 1]) or ``{"mean": [r, g, b], "std": [r, g, b]}`` (the dataset's statistics, as the
+            ``normalization`` of a ``plan.json``).
         intensity_range: raw ``[low, high]`` mapped onto [0, 1] (8-bit frames: ``[0, 255]``).
-        flip_prob: probability of a flip along each of ``flip_axes`` (0 = up-down, 1 = left-right).
-        flip_axes: spatial axes that may be flipped.
-        affine_prob: probability of a random rotation/scaling.
-        rotate_deg: rotation drawn from ``U(-rotate_deg, rotate_deg)`` degrees.
-        scale: zoom factor drawn from ``1 + U(-scale, scale)``.
-        jitter_prob: probability of colour jitter; 0 disables it.
-        brightness: jitter strength: factor drawn from ``[1 - b, 1 + b]``.
-        contrast: as ``brightness``.
-        saturation: as ``brightness``.
+        augmentation: a preset (``"none"``, ``"flips"``, ``"light"``, ``"strong"``) or a mapping (see
+            :func:`~medseg.transforms.augment.resolve_augmentation`); used with ``train=True`` only. Colour
+            frames take colour jitter in place of the gray-level brightness/shift/contrast/gamma steps.
         label_dtype: dtype of the label tensors at the end (``None``: keep float32).
         seed: seed the random transforms.
 
@@ -100,19 +85,13 @@ def frame_transforms(
     Example:
         >>> t = frame_transforms(train=True, spatial_size=[64, 80], label_map="endovis_parts", seed=1)
         >>> [type(x).__name__ for x in t.transforms][4:10]
-        ['MapLabelsd', 'ScaleIntensityRanged', 'Resized', 'RandFlipd', 'RandAffined', 'RandColorJitterd']
+        ['MapLabelsd', 'ScaleIntensityRanged', 'Resized', 'RandFlipd', 'RandAffined', 'RandGaussianNoised']
     """
     name = "frame_transforms"
     image_key, label_keys = split_keys(keys, name)
     size = check_size("spatial_size", spatial_size, 2, name, allow_none=resize_mode == "none")
-    if normalize not in ("imagenet", "unit"):
-        raise ValueError(f"{name}: normalize must be 'imagenet' or 'unit', got {normalize!r}")
-    flip_prob = check_prob("flip_prob", flip_prob, name)
-    affine_prob = check_prob("affine_prob", affine_prob, name)
-    jitter_prob = check_prob("jitter_prob", jitter_prob, name)
-    rotate = check_nonneg("rotate_deg", rotate_deg, name)
-    zoom = check_nonneg("scale", scale, name)
-    axes = check_axes("flip_axes", flip_axes, 2, name)
+    norm = channel_normalize(image_key, normalize, name)
+    aug = resolve_augmentation(augmentation)
     label_dtype = check_dtype("label_dtype", label_dtype, name)
 
     t = load_block(image_key, label_keys)
@@ -124,26 +103,8 @@ def frame_transforms(
     t.append(intensity_range_transform(image_key, intensity_range))
     t += resize_block(image_key, label_keys, resize_mode, size, name)
     if train:
-        t += spatial_aug_2d(
-            image_key,
-            label_keys,
-            flip_prob=flip_prob,
-            flip_axes=axes,
-            affine_prob=affine_prob,
-            rotate_deg=rotate,
-            scale=zoom,
-        )
-        if jitter_prob > 0:
-            t.append(
-                RandColorJitterd(
-                    image_key,
-                    prob=jitter_prob,
-                    brightness=check_nonneg("brightness", brightness, name),
-                    contrast=check_nonneg("contrast", contrast, name),
-                    saturation=check_nonneg("saturation", saturation, name),
-                )
-            )
-    if normalize == "imagenet":
-        t.append(imagenet_normalize(image_key))
+        t += aug.spatial(image_key, label_keys, size)
+        t += aug.intensity(image_key, color=True)
+    t += norm
     t += final_block(image_key, label_keys, label_dtype)
     return compose(t, seed)

@@ -51,10 +51,12 @@ __all__ = [
     "RandColorJitter",
     "RandColorJitterd",
     "WindowSpec",
+    "channel_normalize",
     "imagenet_normalize",
     "intensity_range_transform",
     "window_range",
     "window_transform",
+    "zscore_transforms",
 ]
 
 #: Named CT windows as (width, level) in HU.
@@ -112,6 +114,90 @@ def intensity_range_transform(keys: KeysCollection, intensity_range: Sequence[fl
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
         raise ValueError(f"intensity_range=({lo}, {hi}): need finite values with low < high, e.g. [0, 255]")
     return ScaleIntensityRanged(keys, a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)
+
+
+def _finite(value: Any, what: str, factory: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{factory}: {what} must be a number, got {value!r}") from err
+    if not math.isfinite(out):
+        raise ValueError(f"{factory}: {what} must be finite, got {value!r}")
+    return out
+
+
+def zscore_transforms(
+    keys: KeysCollection, normalize: Mapping[str, Any] | None, factory: str = "normalize"
+) -> list[Transform]:
+    """Clip to ``normalize["clip"]`` then standardise with ``normalize["mean"]``/``["std"]`` (MONAI transforms).
+
+    The statistics are those of ``medseg-data plan`` (its ``normalization``): percentiles and moments of the
+    training images on the [0, 1] scale. ``None`` gives no step.
+
+    Raises:
+        ValueError: missing or unknown keys, non-finite values, ``std <= 0`` or ``clip`` not ``[lo, hi]``
+            with ``lo < hi``.
+    """
+    if normalize is None:
+        return []
+    if not isinstance(normalize, Mapping):
+        raise ValueError(f"{factory}: normalize must be None or a mapping with mean and std, got {normalize!r}")
+    allowed = {"kind", "clip", "mean", "std"}
+    unknown = sorted(set(normalize) - allowed)
+    if unknown or "mean" not in normalize or "std" not in normalize:
+        raise ValueError(
+            f"{factory}: normalize needs 'mean' and 'std' (optional 'clip': [lo, hi], 'kind': 'zscore'); "
+            f"got keys {sorted(normalize)}"
+        )
+    if normalize.get("kind", "zscore") != "zscore":
+        raise ValueError(f"{factory}: normalize kind must be 'zscore', got {normalize.get('kind')!r}")
+    mean = _finite(normalize["mean"], "normalize.mean", factory)
+    std = _finite(normalize["std"], "normalize.std", factory)
+    if std <= 0:
+        raise ValueError(f"{factory}: normalize.std must be > 0, got {std}")
+    out: list[Transform] = []
+    clip = normalize.get("clip")
+    if clip is not None:
+        try:
+            lo, hi = (_finite(v, "normalize.clip", factory) for v in clip)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{factory}: normalize.clip must be [lo, hi], got {clip!r}") from err
+        if lo >= hi:
+            raise ValueError(f"{factory}: normalize.clip must have lo < hi, got {clip!r}")
+        out.append(ScaleIntensityRanged(keys, a_min=lo, a_max=hi, b_min=lo, b_max=hi, clip=True))
+    out.append(
+        NormalizeIntensityd(
+            keys, subtrahend=np.asarray(mean, np.float32), divisor=np.asarray(std, np.float32), nonzero=False
+        )
+    )
+    return out
+
+
+def channel_normalize(
+    keys: KeysCollection, normalize: str | Mapping[str, Any] | None, factory: str = "normalize"
+) -> list[Transform]:
+    """Per-channel standardisation of colour images: ``"imagenet"``, ``"unit"``/``None`` (none) or ``{"mean", "std"}``.
+
+    Raises:
+        ValueError: another name, or mean/std that are not one positive-std value per channel (3).
+    """
+    if normalize is None or normalize == "unit":
+        return []
+    if normalize == "imagenet":
+        return [imagenet_normalize(keys)]
+    if not isinstance(normalize, Mapping) or "mean" not in normalize or "std" not in normalize:
+        raise ValueError(
+            f"{factory}: normalize must be 'imagenet', 'unit' or {{'mean': [r, g, b], 'std': [r, g, b]}}, "
+            f"got {normalize!r}"
+        )
+    try:
+        mean = np.asarray(normalize["mean"], dtype=np.float32).reshape(-1)
+        std = np.asarray(normalize["std"], dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{factory}: normalize mean/std must be numbers per channel, got {normalize!r}") from err
+    if mean.size != 3 or std.size != 3 or not np.all(np.isfinite(mean)) or not np.all(std > 0):
+        raise ValueError(f"{factory}: normalize needs 3 finite means and 3 stds > 0, got {normalize!r}")
+    return [NormalizeIntensityd(keys, subtrahend=mean, divisor=std, channel_wise=True, nonzero=False)]
 
 
 def imagenet_normalize(keys: KeysCollection) -> NormalizeIntensityd:

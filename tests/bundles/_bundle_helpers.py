@@ -51,6 +51,7 @@ def small_overrides(data: Dataset, run_dir: Path, *, classes: bool = True, **ext
         "batch_size": 2,
         "num_epochs": 1,
         "learning_rate": 1e-3,
+        "schedule": "constant",
     }
     if not classes:
         del out["num_classes"], out["label_map"]

@@ -23,10 +23,14 @@ def _single_thread() -> Iterator[None]:
 
 
 def _with_stats(root: Path, datalist: Path, num_classes: int, label_map: str, name: str) -> Dataset:
+    """``stats.json`` (class counts) and ``plan.json`` (fingerprint and recipe) beside the datalist."""
+    from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
 
     stats = root / name
     write_stats(stats, compute_stats(datalist, num_classes=num_classes, label_map=label_map, empty="zero"))
+    if not (root / "plan.json").is_file():
+        plan_datalist(datalist, num_classes, root / "plan.json", label_map=label_map)
     return Dataset(root, datalist, stats, num_classes, label_map)
 
 

@@ -26,12 +26,14 @@ def _as_arg(value: object) -> str:
 
 
 def test_multi_gpu_config_trains_with_two_gloo_processes(tmp_path: Path) -> None:
+    from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_ct_slices
 
     data = tmp_path / "data"
     datalist = make_ct_slices(data, num_cases=10, size=(SIZE, SIZE), seed=2)  # 6 / 2 / 2
     write_stats(data / "stats.json", compute_stats(datalist, num_classes=2, label_map="binary"))
+    plan_datalist(datalist, 2, label_map="binary")
     run_dir = tmp_path / "run"
     configs = [
         str(BUNDLES / COVID / "configs" / "train.json"),

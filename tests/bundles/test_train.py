@@ -67,7 +67,7 @@ def _probe_after_resume(workflow: Any, record: dict[str, Any]) -> None:
 def covid_ce_run(covid_data: Dataset, tmp_path_factory: pytest.TempPathFactory) -> ResumedRun:
     run_dir = tmp_path_factory.mktemp("covid_ce")
     overrides = small_overrides(covid_data, run_dir, num_epochs=1)
-    configs = bundle_configs(COVID)
+    configs = bundle_configs(COVID, "ce")  # the papers' CE pre-training stage (the plan's default loss is dice_ce)
     run_workflow(COVID, configs, overrides)  # "killed" after epoch 1: it stopped there
     first_last = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
     first_history = (run_dir / "runs" / "history.csv").read_text(encoding="utf-8")
@@ -125,7 +125,7 @@ def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: Res
         assert all(r[column] for r in rows), column
     for r in rows:
         assert 0.0 <= float(r["val_miou"]) <= 1.0
-        assert float(r["lr"]) == pytest.approx(1e-3)  # lr_power 0: constant learning rate
+        assert float(r["lr"]) == pytest.approx(1e-3)  # small_overrides: constant schedule at 1e-3
     # best model.pt is the epoch with the highest validation mIoU, recorded in last.pt
     best = max(rows, key=lambda r: float(r["val_miou"]))
     assert float(last["best_metric"]) == pytest.approx(float(best["val_miou"]), rel=1e-5)
@@ -136,7 +136,7 @@ def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: Res
 
 
 def test_same_seed_gives_the_same_history(covid_ce_run: ResumedRun, covid_data: Dataset, tmp_path: Path) -> None:
-    run_workflow(COVID, bundle_configs(COVID), small_overrides(covid_data, tmp_path, num_epochs=1))
+    run_workflow(COVID, bundle_configs(COVID, "ce"), small_overrides(covid_data, tmp_path, num_epochs=1))
     assert (tmp_path / "runs" / "history.csv").read_text(encoding="utf-8") == covid_ce_run.first_history
 
 

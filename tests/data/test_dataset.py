@@ -128,7 +128,7 @@ def test_fingerprint_stable_and_sensitive() -> None:
     other = ct_slice_transforms(train=True, spatial_size=[24, 24], window=[400, 40])
     assert transform_fingerprint(cached_prefix(windowed)) != transform_fingerprint(cached_prefix(other))
     # only the part before the first random transform counts: augmentation settings do not invalidate the cache
-    aug = ct_slice_transforms(train=True, spatial_size=[24, 24], rotate_deg=30)
+    aug = ct_slice_transforms(train=True, spatial_size=[24, 24], augmentation={"preset": "light", "rotate_deg": 30})
     assert transform_fingerprint(cached_prefix(aug)) == fp
 
 

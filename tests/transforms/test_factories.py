@@ -40,6 +40,9 @@ def _check_sample(out: dict[str, Any], channels: int, spatial: tuple[int, ...]) 
     assert bool(torch.isfinite(image).all())
 
 
+AFFINE = {"preset": "light", "affine_prob": 1.0}  # every sample gets a random affine
+
+
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 def test_ct_slices_uint8(data: dict[str, Any], train: bool) -> None:
     t = ct_slice_transforms(train=train, spatial_size=[24, 20], seed=0)
@@ -154,8 +157,14 @@ def test_ct_volume_from_dicom_folder_equals_nifti(data: dict[str, Any], tmp_path
 
 
 FACTORY_CASES = [
-    ("slices", lambda seed: ct_slice_transforms(train=True, spatial_size=[24, 24], affine_prob=1.0, seed=seed)),
-    ("frames", lambda seed: frame_transforms(train=True, spatial_size=[16, 20], affine_prob=1.0, seed=seed)),
+    (
+        "slices",
+        lambda seed: ct_slice_transforms(train=True, spatial_size=[24, 24], augmentation=AFFINE, seed=seed),
+    ),
+    (
+        "frames",
+        lambda seed: frame_transforms(train=True, spatial_size=[16, 20], augmentation=AFFINE, seed=seed),
+    ),
     ("volume", lambda seed: ct_volume_transforms(train=True, roi_size=[8, 8, 4], num_samples=2, seed=seed)),
 ]
 
@@ -178,8 +187,8 @@ def test_deterministic_given_seed(data: dict[str, Any], kind: str, build: Any) -
 def test_flatten_and_len_keep_the_seed(data: dict[str, Any]) -> None:
     # MONAI's Compose.flatten() (called by len() and by PersistentDataset) reseeds the transforms it holds;
     # the factories' pipelines keep their seeded generators.
-    reference = ct_slice_transforms(train=True, spatial_size=[24, 24], affine_prob=1.0, seed=0)(data["slices"])
-    pipeline = ct_slice_transforms(train=True, spatial_size=[24, 24], affine_prob=1.0, seed=0)
+    reference = ct_slice_transforms(train=True, spatial_size=[24, 24], augmentation=AFFINE, seed=0)(data["slices"])
+    pipeline = ct_slice_transforms(train=True, spatial_size=[24, 24], augmentation=AFFINE, seed=0)
     assert len(pipeline) == len(pipeline.flatten().transforms)
     torch.testing.assert_close(pipeline(data["slices"])["image"], reference["image"])
 
@@ -199,13 +208,13 @@ def test_eval_pipelines_have_no_random_transform() -> None:
     ("call", "pattern"),
     [
         (lambda: ct_slice_transforms(train=True, spatial_size=[0, 4]), "spatial_size"),
-        (lambda: ct_slice_transforms(train=True, flip_prob=2), "flip_prob"),
+        (lambda: ct_slice_transforms(train=True, augmentation={"flip_prob": 2}), "flip_prob"),
         (lambda: ct_slice_transforms(train=True, window="lungs"), "window"),
         (lambda: ct_slice_transforms(train=True, label_map="endovis_part"), "did you mean"),
         (lambda: ct_slice_transforms(train=True, resize_mode="stretch"), "resize_mode"),  # type: ignore[arg-type]
         (lambda: ct_slice_transforms(["image", "image"], train=True), "duplicates"),
         (lambda: frame_transforms(train=True, normalize="zscore"), "normalize"),  # type: ignore[arg-type]
-        (lambda: frame_transforms(train=True, flip_axes=[2]), "flip_axes"),
+        (lambda: frame_transforms(train=True, augmentation={"flip_axes": [2]}), "flip_axes"),
         (lambda: ct_volume_transforms(train=True), "roi_size"),
         (lambda: ct_volume_transforms(["image"], train=True, roi_size=8), "label key"),
         (lambda: ct_volume_transforms(train=True, roi_size=[8, 8, 4], to_2d=True), "to_2d"),
@@ -235,7 +244,7 @@ def test_bundle_json_instantiation(data: dict[str, Any]) -> None:
                 "train": True,
                 "spatial_size": [16, 20],
                 "label_map": "binary",
-                "flip_axes": [0, 1],
+                "augmentation": {"preset": "light", "flip_axes": [0, 1]},
                 "seed": 3,
             }
         }

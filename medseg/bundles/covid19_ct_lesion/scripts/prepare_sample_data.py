@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     args = parser.parse_args(argv)
 
+    from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_ct_slices
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out, num_cases=args.num_cases, size=(args.size, args.size), seed=args.seed, multiclass=True
     )
     write_stats(args.out / "stats.json", compute_stats(datalist, num_classes=2, label_map="binary"))
+    plan_datalist(datalist, 2, args.out / "plan.json", label_map="binary")
     write_stats(
         args.out / "stats_multiclass.json",
         compute_stats(datalist, num_classes=3, label_map="covid_multiclass", empty="zero"),

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     args = parser.parse_args(argv)
 
+    from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_instrument_frames
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out, num_frames=args.num_frames, size=tuple(args.size), seed=args.seed, task="parts"
     )
     write_stats(args.out / "stats.json", compute_stats(datalist, num_classes=2, label_map="binary"))
+    plan_datalist(datalist, 2, args.out / "plan.json", label_map="binary")
     write_stats(
         args.out / "stats_parts.json", compute_stats(datalist, num_classes=5, label_map="identity", empty="zero")
     )
