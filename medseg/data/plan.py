@@ -259,7 +259,7 @@ def fingerprint_datalist(
 
 
 def _round16(value: float, cap: int) -> int:
-    return int(max(16, min(cap, 16 * round(value / 16))))
+    return int(max(16, min(cap, 16 * math.floor(value / 16 + 0.5))))  # halves round up
 
 
 def make_plan(

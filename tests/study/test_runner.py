@@ -1,4 +1,4 @@
-"""`medseg study` end to end on tiny synthetic CT slices: two losses, one epoch, report, resume-skip, failures."""
+"""`medseg study` end to end on tiny synthetic CT slices: 2 folds, 3 runs (one fine-tuned), report, resume, failures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import medseg.training.protocol as protocol
 from medseg.cli.main import main
 from medseg.study import load_study_config, run_study
 from medseg.study.config import StudyConfig
-from medseg.study.report import verdict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,21 +24,27 @@ def tiny_config(**changes: Any) -> dict[str, Any]:
         "bundle": "covid19_ct_lesion",
         "data": {
             "converter": "synthetic_ct",
-            "options": {"num_cases": 5, "size": [32, 32], "seed": 0},
+            "options": {"num_cases": 6, "size": [32, 32], "seed": 0},
             "label_map": "binary",
             "num_classes": 2,
             "class_names": ["background", "lesion"],
         },
-        "losses": ["ce", "mc"],
-        "budget": {
-            "pretrain_epochs": 1,
-            "finetune_epochs": 1,
-            "spatial_size": [32, 32],
-            "features": [8, 16, 32, 64, 128],
-            "batch_size": 2,
+        "cv": {"folds": 2, "by": "case", "seed": 0, "validation": 1},
+        "plan": {
+            "device": "cpu",
+            "overrides": {"num_epochs": 1, "batch_size": 2, "network": {"features": [8, 16, 32, 64, 128]}},
         },
-        "seeds": [0],
-        "sensitivity": {"taus": [5, 50], "vs": [1], "complexity": 1.0},
+        "runs": [
+            {"name": "recipe"},
+            {
+                "name": "floor",
+                "network": {"name": "basic_unet", "features": [8, 8, 16, 32, 64, 8]},
+                "plan": {"normalization": None, "augmentation": "flips", "schedule": "constant"},
+                "tta": False,
+            },
+            {"name": "ft_mc", "from": "recipe", "loss": "mc", "plan": {"optimizer": {"lr": 1e-4}}},
+        ],
+        "compare": [["recipe", "floor"], ["ft_mc", "recipe"]],
     }
     cfg.update(changes)
     return cfg
@@ -59,41 +64,38 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"root": root, "config": config, "cfg": cfg, "result": result}
 
 
-def test_runs_every_stage_and_writes_the_report(finished: dict[str, Any]) -> None:
+def test_runs_every_fold_and_writes_the_report(finished: dict[str, Any]) -> None:
     result, root = finished["result"], finished["root"]
     assert result.failures == []
-    assert sorted(r["name"] for r in result.runs) == ["ce", "ce_pretrain", "mc"]
     work = root / "work"
-    for name in ("ce_pretrain", "ce", "mc"):
-        assert (work / "seed0" / name / "done.json").is_file()
-        assert (work / "seed0" / name / "eval" / "result.json").is_file()
-    # both fine-tunes start from the SAME pre-trained checkpoint
-    pre = str(work / "seed0" / "ce_pretrain" / "models" / "model.pt")
-    for name in ("ce", "mc"):
-        done = json.loads((work / "seed0" / name / "done.json").read_text())
-        assert done["pretrained_ckpt"] == pre
-        assert done["overrides"]["num_epochs"] == 1
-    stats = json.loads((work / "data" / "stats.json").read_text())
-    assert stats["split"] == "training"
-    assert len(stats["class_counts"]) == 2
-
-    out = root / "results"
-    readme = (out / "README.md").read_text(encoding="utf-8")
-    assert "medseg study tiny.json" in readme
-    assert "| **mc** |" in readme
-    assert "| ce |" in readme
-    assert "CE pre-train only" in readme
-    assert "IoU background" in readme
-    assert "IoU lesion" in readme
-    assert "Theorem 1" in readme
-    assert "| τ | v | ε |" in readme
-    assert (out / "curves_ce_vs_mc.png").stat().st_size > 0
-    assert (out / "study_config.json").is_file()
-    res = json.loads((out / "results.json").read_text())
-    # dataset-level numbers in the report equal the evaluation's own summary
-    mc_eval = json.loads((work / "seed0" / "mc" / "eval" / "test_summary.json").read_text())
-    assert res["table"]["mc"]["mean_iou"]["mean"] == pytest.approx(mc_eval["dataset"]["mean_iou"])
-    assert len(res["bound"]) == 2  # 2 taus x 1 v
+    assert sorted((r["run"], r["fold"]) for r in result.results) == [
+        (run, k) for run in ("floor", "ft_mc", "recipe") for k in (0, 1)
+    ]
+    tested: list[str] = []
+    for k in (0, 1):
+        fold = json.loads((work / "folds" / f"fold{k}" / "datalist.json").read_text())
+        tested += [e["image"] for e in fold["test"]]
+        assert not {e["image"] for e in fold["test"]} & {e["image"] for e in fold["training"]}
+        assert {e["image"] for e in fold["validation"]} <= {e["image"] for e in fold["training"]}
+        # stats and plan come from the fold's training cases only
+        assert json.loads((work / "folds" / f"fold{k}" / "stats.json").read_text())["num_cases"] == 3
+        assert json.loads((work / "folds" / f"fold{k}" / "plan.json").read_text())["num_cases"] == 3
+        # the fine-tuning run starts from the recipe model of the SAME fold
+        done = json.loads((work / "seed0" / f"fold{k}" / "ft_mc" / "done.json").read_text())
+        assert done["pretrained_ckpt"] == str(work / "seed0" / f"fold{k}" / "recipe" / "models" / "model.pt")
+        assert done["cpu_seconds"] > 0
+    assert len(tested) == len(set(tested)) == 6  # every case is a test case exactly once
+    floor_plan = json.loads((work / "seed0" / "fold0" / "floor" / "plan.json").read_text())
+    assert floor_plan["normalization"] is None
+    assert floor_plan["augmentation"] == "flips"
+    readme = (root / "results" / "README.md").read_text(encoding="utf-8")
+    assert "| recipe |" in readme
+    assert "| floor |" in readme
+    assert "## Paired comparisons" in readme
+    assert "Margin offsets of the MC runs" in readme
+    res = json.loads((root / "results" / "results.json").read_text())
+    assert res["runs"]["recipe"]["dice_mean"]["n"] <= 6
+    assert {(c["run"], c["reference"]) for c in res["comparisons"]} == {("recipe", "floor"), ("ft_mc", "recipe")}
 
 
 def test_second_call_redoes_nothing(finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,19 +106,19 @@ def test_second_call_redoes_nothing(finished: dict[str, Any], monkeypatch: pytes
         raise AssertionError("a finished evaluation was redone")
 
     monkeypatch.setattr(protocol, "run_bundle", no_training)
-    monkeypatch.setattr("medseg.study.runner.evaluate_model", no_eval)
+    monkeypatch.setattr("medseg.study.runner._evaluate", no_eval)
     root = finished["root"]
     result = run_study(finished["cfg"], root / "work", results_dir=root / "results2")
     assert result.failures == []
-    assert len(result.runs) == 3
+    assert len(result.results) == 6
     assert (root / "results2" / "README.md").is_file()
 
 
 def test_interrupted_run_is_the_only_one_redone(finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     root = finished["root"]
-    mc_dir = root / "work" / "seed0" / "mc"
-    (mc_dir / "done.json").unlink()  # as if killed after the checkpoint but before finishing
-    shutil.rmtree(mc_dir / "eval")
+    run_dir = root / "work" / "seed0" / "fold1" / "ft_mc"
+    (run_dir / "done.json").unlink()  # as if killed after the checkpoint but before finishing
+    shutil.rmtree(run_dir / "eval")
     calls: list[list[str]] = []
     real = protocol.run_bundle
 
@@ -129,19 +131,17 @@ def test_interrupted_run_is_the_only_one_redone(finished: dict[str, Any], monkey
     assert result.failures == []
     assert len(calls) == 1
     assert calls[0][-1].endswith("mc.json")
-    assert (mc_dir / "done.json").is_file()
-    assert (mc_dir / "eval" / "result.json").is_file()
+    assert (run_dir / "eval" / "result.json").is_file()
 
 
 def test_dry_run_cli_lists_done_runs(finished: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     root = finished["root"]
     code = main(["study", str(finished["config"]), "--work-dir", str(root / "work"), "--dry-run"])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "3 run(s) planned, 0 to do" in out
+    assert "6 run(s) planned, 0 to do" in capsys.readouterr().out
 
 
-def test_failing_loss_is_recorded_not_hidden(finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_run_is_recorded_not_hidden(finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     root = finished["root"]
     real = protocol.run_bundle
 
@@ -151,66 +151,63 @@ def test_failing_loss_is_recorded_not_hidden(finished: dict[str, Any], monkeypat
         real(config_files, overrides)
 
     monkeypatch.setattr(protocol, "run_bundle", broken_focal)
-    cfg = load_study_config(write_config(root / "tiny_focal.json", tiny_config(losses=["ce", "mc", "focal"])))
-    result = run_study(cfg, root / "work", results_dir=root / "results4")
-    assert [f["name"] for f in result.failures] == ["focal"]
+    runs = [*tiny_config()["runs"], {"name": "ft_focal", "from": "recipe", "loss": "focal"}]
+    cfg = load_study_config(write_config(root / "tiny_focal.json", tiny_config(runs=runs)))
+    result = run_study(cfg, root / "work", results_dir=root / "results4", folds=[0])
+    assert [(f["run"], f["fold"]) for f in result.failures] == [("ft_focal", 0)]
     assert "simulated divergence" in result.failures[0]["error"]
-    assert (root / "work" / "seed0" / "focal" / "failed.json").is_file()
+    assert (root / "work" / "seed0" / "fold0" / "ft_focal" / "failed.json").is_file()
     readme = (root / "results4" / "README.md").read_text(encoding="utf-8")
-    assert "## Failures" in readme
+    assert "## Failed runs" in readme
     assert "simulated divergence" in readme
-    assert "vs **focal**: no result" in readme
+    assert "| ft_focal | not run |" in readme
 
 
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["study", "--help"])
     assert exc.value.code == 0
-    assert "--dry-run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--dry-run" in out
+    assert "--folds" in out
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"losses": ["ce", "mcc"]}, "unknown loss 'mcc'"),
-        ({"bugdet": {}}, "did you mean 'budget'"),
+        ({"runs": [{"name": "a", "loss": "mcc"}]}, "unknown loss overlay 'mcc'"),
+        ({"runz": []}, "did you mean 'runs'"),
         ({"seeds": []}, "study.seeds"),
+        ({"runs": [{"name": "a", "from": "b"}]}, "must name an earlier run"),
+        ({"runs": [{"name": "a"}, {"name": "a"}]}, "used twice"),
+        ({"runs": [{"name": "a", "network": {"name": "unet9"}}]}, "unet9"),
+        ({"compare": [["recipe", "nope"]]}, "study.compare"),
+        ({"cv": {"folds": 1}}, "study.cv.folds"),
     ],
-    ids=["unknown-loss", "typo-key", "no-seeds"],
+    ids=["unknown-loss", "typo-key", "no-seeds", "bad-from", "duplicate", "bad-network", "bad-compare", "one-fold"],
 )
 def test_bad_configs_are_rejected(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, KeyError), match=message):
         StudyConfig.from_dict(tiny_config(**change), base=REPO_ROOT)
 
 
-def test_bad_spatial_size_names_the_rule() -> None:
-    cfg = tiny_config()
-    cfg["budget"] = {**cfg["budget"], "spatial_size": [30, 30]}
-    with pytest.raises(ValueError, match="multiples of 16"):
-        StudyConfig.from_dict(cfg, base=REPO_ROOT)
-
-
 def test_cli_bad_config_exits_2(tmp_path: Path) -> None:
-    bad = write_config(tmp_path / "bad.json", tiny_config(losses=[]))
+    bad = write_config(tmp_path / "bad.json", tiny_config(runs=[]))
     assert main(["study", str(bad), "--dry-run"]) == 2
 
 
-def test_verdict_words() -> None:
-    # mc 0.60 vs ce 0.50 (+0.10 win), vs dice 0.605 (-0.005 tie), vs lmp 0.70 (-0.10 loss)
-    table = {n: {"mean_iou": {"mean": m}} for n, m in (("mc", 0.6), ("ce", 0.5), ("dice", 0.605), ("lmp", 0.7))}
-    lines = verdict(table, ["ce", "mc", "dice", "lmp", "focal"])
-    assert lines[0].startswith("- MC wins over **ce**")
-    assert lines[1].startswith("- MC ties with **dice**")
-    assert lines[2].startswith("- MC loses to **lmp**")
-    assert "no result" in lines[3]
+@pytest.mark.parametrize("name", ["covid19_binary", "covid19_multiclass", "instruments_binary"])
+def test_shipped_studies_validate(name: str) -> None:
+    cfg = load_study_config(name)
+    assert cfg.runs[0].name == "recipe"
+    assert ("recipe", "floor") in cfg.compare
 
 
 def test_test_inputs_get_unique_case_ids(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from data_tools.datalist import write_datalist
-    from medseg.study.runner import _test_refs
+    from medseg.study.runner import _test_copies
 
     entries = []
     for clip in ("clipA", "clipB"):
@@ -225,7 +222,8 @@ def test_test_inputs_get_unique_case_ids(tmp_path: Path) -> None:
                 "label": str(tmp_path / "labels" / clip / "frame_0008.png"),
             }
         )
-    datalist = write_datalist(tmp_path / "datalist.json", {"training": entries[:1], "test": entries})
-    images = _test_refs(datalist, tmp_path / "refs", tmp_path / "inputs")
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": entries[:1], "test": entries}), encoding="utf-8")
+    images = _test_copies(datalist, tmp_path / "refs", tmp_path / "inputs")
     assert [p.name for p in images] == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
     assert sorted(p.name for p in (tmp_path / "refs").iterdir()) == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
