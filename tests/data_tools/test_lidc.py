@@ -21,6 +21,7 @@ def _private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """The default UID key goes to a temporary user config dir, never the real one."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
+
 # Synthetic reads on a 6-slice, 20 x 20 series (x = column, y = row; outline pixels are part of the nodule):
 #   reader 1: square outline x 5..9, y 5..9 on slice 2 (5 x 5 = 25 px) with an exclusion outline x 6..8, y 6..8
 #             whose interior is the single pixel (7, 7): 24 px; plus an ROI on a slice outside the volume.

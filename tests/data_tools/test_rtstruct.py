@@ -20,6 +20,7 @@ def _private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """The default UID key goes to a temporary user config dir, never the real one."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
 
+
 # Contours in (column, row) pixel coordinates of a slice. Corners sit at half-pixel positions, so which pixel
 # centres are inside is unambiguous:
 #   square: columns 3..6, rows 2..4 on slice 1 -> 4 x 3 = 12 voxels
@@ -49,9 +50,7 @@ def _rois() -> dict[str, list[ContourSpec]]:
     }
 
 
-def _series(
-    tmp_path: Path, orientation: tuple = (1, 0, 0, 0, 1, 0), keep_phi: bool = False
-) -> tuple[SeriesSpec, Path]:
+def _series(tmp_path: Path, orientation: tuple = (1, 0, 0, 0, 1, 0), keep_phi: bool = False) -> tuple[SeriesSpec, Path]:
     spec = write_ct_series(tmp_path / "ct", n_slices=4, rows=10, cols=12, orientation=orientation, seed=7)
     report = dicom_to_nifti(tmp_path / "ct", tmp_path / "nifti", keep_phi=keep_phi)
     assert report.ok
