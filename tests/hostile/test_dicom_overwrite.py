@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_tools"))
-from dicom_factory import write_ct_series  # noqa: E402
+from dicom_factory import write_ct_series
 
-from data_tools.cli import main  # noqa: E402
+from data_tools.cli import main
 
 
 @pytest.fixture(autouse=True)

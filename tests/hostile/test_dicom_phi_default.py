@@ -16,9 +16,9 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_tools"))
-from dicom_factory import ContourSpec, write_ct_series, write_rtstruct  # noqa: E402
+from dicom_factory import ContourSpec, write_ct_series, write_rtstruct
 
-from data_tools.cli import main  # noqa: E402
+from data_tools.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -17,9 +17,9 @@ import pydicom
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_tools"))
-from dicom_factory import write_ct_series  # noqa: E402
+from dicom_factory import write_ct_series
 
-from data_tools.cli import main  # noqa: E402
+from data_tools.cli import main
 
 # Strings with letters or dashes, so that none can occur by chance inside a hexadecimal digest.
 PLANTED = ("2023-05-14", "Mary", "Hospital", "Jane", "Smith", "Oakwood")

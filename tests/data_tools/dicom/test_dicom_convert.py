@@ -1,4 +1,4 @@
-"""Tests of data_tools.dicom conversion and ``medseg-data dicom2nifti`` on synthetic series and the shared CT samples."""
+"""Tests of data_tools.dicom conversion and `medseg-data dicom2nifti` on synthetic series and the shared CT."""
 
 from __future__ import annotations
 
