@@ -8,7 +8,8 @@ never replaced unless ``overwrite`` is given (file systems without hard links fa
 Compression: gzip is most of the conversion's CPU. With ``isal`` installed (python-isal, bindings of Intel's ISA-L)
 the stream is compressed at ISA-L level 2 in ``threads`` parallel blocks (``isal.igzip_threaded``): about a quarter
 of the CPU of zlib level 1 (nibabel's default) for a 2 % larger file on CT (0.21 s against 0.81 s for 70 MB of
-int16, one thread; :mod:`data_tools.dicom.benchmark`). Without it, the standard library's gzip at level 1 is used, single-threaded.
+int16, one thread; :mod:`data_tools.dicom.benchmark`). Without it, the standard library's gzip at level 1 is used,
+single-threaded.
 """
 
 from __future__ import annotations
