@@ -110,7 +110,7 @@ def output_name(series: DicomSeries, privacy: Privacy) -> str:
         >>> output_name(s, Privacy(key=UidKey(bytes(32), Path("k"))))
         '000_CT_f45c672e859f'
         >>> output_name(s, Privacy(keep_phi=True))
-        '000_Doe_64a60ad16b10'
+        '000_Doe_c47f5b18b8a4'
     """
     parts = []
     if series.series_number is not None:
