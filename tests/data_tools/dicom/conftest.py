@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-@pytest.fixture(autouse=True)
-def private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the user config dir (where the default UID key is created) into a temporary folder."""
+@pytest.fixture(autouse=True, scope="session")
+def private_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point the user config dir (where the default UID key is created) into a temporary folder.
+
+    Session-scoped, so that module-scoped fixtures that convert (the shared CT) see it too.
+    """
     config = tmp_path_factory.mktemp("config")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
-    return config
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(config))
+        yield config
