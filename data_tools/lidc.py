@@ -15,8 +15,9 @@ Rasterisation:
     single-point nodule marks that one voxel.
 
 Mapping to the NIfTI:
-    With the dicom2nifti sidecar, a ROI's slice is found by ``imageSOP_UID`` (plain or digest, see
-    :func:`data_tools.dicom.uid_in`) or else by ``imageZposition`` against the slices' ImagePositionPatient z; its
+    With the dicom2nifti sidecar, a ROI's slice is found by ``imageSOP_UID`` (plain, or a keyed digest in private
+    outputs, see :meth:`data_tools.dicom.reference.ReferenceVolume.uid_matches`) or else by ``imageZposition``
+    against the slices' ImagePositionPatient z; its
     edge points go to LPS through that slice's position, orientation and pixel spacing, then to voxel indices
     through the NIfTI affine, so any NIfTI of the series grid works. Without a sidecar, the NIfTI is assumed to have
     the dicom2nifti axes (``i`` = column, ``j`` = row) and slices are matched by the world z of each voxel plane
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from data_tools.dicom import ReferenceVolume, load_reference, uid_in
+from data_tools.dicom.reference import ReferenceVolume, load_reference
 from data_tools.rtstruct import plane_of
 from medseg.io import write_json
 from medseg.typing import PathLike
@@ -230,7 +231,7 @@ class _SliceMapper:
             self.col_step = orient[3:] * dr  # moving one row
             self.tol_z = 0.25 * float(side.get("slice_spacing_mm") or 1.0)
             xml_sops = {r.sop_uid for rd in read.readers for n in rd.nodules for r in n.rois if r.sop_uid}
-            self.by_sop = any(uid_in(u, self.sops) for u in xml_sops)
+            self.by_sop = any(reference.uid_matches(u, self.sops) for u in xml_sops)
             if not self.by_sop:
                 logger.info("no imageSOP_UID of the XML is a slice of %s; matching slices by z", reference.path.name)
         else:
@@ -256,7 +257,14 @@ class _SliceMapper:
         index = None
         if self.by_sop:
             if roi.sop_uid:
-                index = next((i for i, s in enumerate(self.sops) if s is not None and uid_in(roi.sop_uid, [s])), None)
+                index = next(
+                    (
+                        i
+                        for i, s in enumerate(self.sops)
+                        if s is not None and self.reference.uid_matches(roi.sop_uid, [s])
+                    ),
+                    None,
+                )
         elif roi.z is not None:
             dz = [abs(p[2] - roi.z) if p is not None else np.inf for p in self.positions]
             best = int(np.argmin(dz))
@@ -285,7 +293,7 @@ def _check_series(read: LidcRead, reference: ReferenceVolume) -> None:
     if side is None or not read.series_uid:
         return
     series_uid = side.get("series_instance_uid")
-    if series_uid and not uid_in(read.series_uid, [series_uid]):
+    if series_uid and not reference.uid_matches(read.series_uid, [series_uid]):
         raise ValueError(
             f"XML_FILE {read.path.name} annotates series {read.series_uid}, but SERIES_NIFTI {reference.path.name} "
             f"is series {series_uid}; give the NIfTI converted from the series the XML belongs to"
@@ -403,6 +411,7 @@ def lidc_to_nifti(
     *,
     agreement: int | None = None,
     sidecar: PathLike | None = None,
+    key_file: PathLike | None = None,
 ) -> dict[str, Any]:
     """Write ``reader_<r>.nii.gz`` (one per reading session), ``reader_count.nii.gz``, ``consensus.nii.gz``.
 
@@ -416,6 +425,8 @@ def lidc_to_nifti(
         out_dir: output folder.
         agreement: readers needed for the consensus; default ``ceil(R / 2)``.
         sidecar: the dicom2nifti sidecar; default ``<series_nifti stem>.json`` when present.
+        key_file: the UID key file dicom2nifti used, for a private sidecar; default
+            :func:`data_tools.dicom.deid.default_key_file`.
 
     Returns:
         The summary written to ``lidc.json``.
@@ -424,7 +435,7 @@ def lidc_to_nifti(
         FileNotFoundError, ValueError: bad inputs (see :func:`parse_lidc_xml` and :func:`lidc_masks`).
     """
     read = parse_lidc_xml(xml_file)
-    reference = load_reference(series_nifti, sidecar)
+    reference = load_reference(series_nifti, sidecar, key_file=key_file)
     result = lidc_masks(read, reference, agreement=agreement)
     out = Path(out_dir)
     files = []

@@ -17,7 +17,8 @@ Pixel-centre convention:
 Reference checks:
     A NIfTI alone has no UIDs, so the sidecar JSON written by ``dicom2nifti`` (``<name>.json`` beside the NIfTI, or
     ``sidecar=``) supplies the series' SeriesInstanceUID, FrameOfReferenceUID and per-slice SOPInstanceUIDs
-    (plain, or SHA-256 digests when de-identified: compared through :func:`data_tools.dicom.uid_in`). An RTSTRUCT for
+    (plain, or keyed digests in private outputs: the RTSTRUCT's UIDs are digested with the same key and compared
+    through :meth:`data_tools.dicom.reference.ReferenceVolume.uid_matches`). An RTSTRUCT for
     another series, another frame of reference, or a contour referencing an image that is not a slice of the series
     is an error naming the ROI and the UID. Independently of UIDs, every contour must lie on a slice of the volume.
 """
@@ -34,7 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from data_tools.dicom import ReferenceVolume, load_reference, safe_name, uid_in
+from data_tools.dicom.deid import safe_name
+from data_tools.dicom.reference import ReferenceVolume, load_reference
 from medseg.io import write_json
 from medseg.typing import PathLike
 
@@ -284,7 +286,7 @@ def _check_references(rtstruct: RtStruct, rois: Sequence[RoiContours], reference
         return
     series_uid = side.get("series_instance_uid")
     refs = rtstruct.referenced_series_uids
-    if series_uid and refs and not any(uid_in(u, [series_uid]) for u in refs):
+    if series_uid and refs and not any(reference.uid_matches(u, [series_uid]) for u in refs):
         raise ValueError(
             f"RTSTRUCT {rtstruct.path.name} references series {', '.join(refs)}, but SERIES_NIFTI {nifti.name} is "
             f"series {series_uid}; convert the referenced series and use its NIfTI"
@@ -299,7 +301,7 @@ def _check_references(rtstruct: RtStruct, rois: Sequence[RoiContours], reference
     spacing = float(side.get("slice_spacing_mm") or 0.0)
     have_sops = any(sops)
     for roi in rois:
-        if frame and roi.frame_of_reference_uid and not uid_in(roi.frame_of_reference_uid, [frame]):
+        if frame and roi.frame_of_reference_uid and not reference.uid_matches(roi.frame_of_reference_uid, [frame]):
             raise ValueError(
                 f"ROI {roi.name!r}: FrameOfReferenceUID {roi.frame_of_reference_uid} differs from that of SERIES_NIFTI "
                 f"{nifti.name} ({frame}); the structure set was drawn on another scan"
@@ -308,13 +310,13 @@ def _check_references(rtstruct: RtStruct, rois: Sequence[RoiContours], reference
             continue
         for n, contour in enumerate(roi.contours):
             for uid in contour.referenced_sop_uids:
-                if not uid_in(uid, sops):
+                if not reference.uid_matches(uid, sops):
                     raise ValueError(
                         f"ROI {roi.name!r} contour {n + 1}: references image SOPInstanceUID {uid}, which is not a "
                         f"slice of SERIES_NIFTI {nifti.name} (series {series_uid}); the slice is missing from the "
                         "conversion or the RTSTRUCT belongs to another series"
                     )
-                k = next(i for i, s in enumerate(sops) if s is not None and uid_in(uid, [s]))
+                k = next(i for i, s in enumerate(sops) if s is not None and reference.uid_matches(uid, [s]))
                 if normal is None or spacing <= 0 or k >= len(positions) or positions[k] is None:
                     continue
                 distance = float(np.abs((contour.points - np.asarray(positions[k])) @ normal).max())
@@ -343,6 +345,7 @@ def rtstruct_to_nifti(
     *,
     rois: Sequence[str] | None = None,
     sidecar: PathLike | None = None,
+    key_file: PathLike | None = None,
     progress: bool = False,
 ) -> list[WrittenMask]:
     """Rasterise the ROIs of ``rtstruct`` into ``out_dir/<roi>.nii.gz`` (uint8 0/1) in the grid of ``series_nifti``.
@@ -356,6 +359,8 @@ def rtstruct_to_nifti(
         out_dir: output folder (created if needed).
         rois: ROI names to convert; None or empty converts all.
         sidecar: the dicom2nifti sidecar JSON; default ``<series_nifti stem>.json`` when it exists.
+        key_file: the UID key file dicom2nifti used, for a private sidecar (keyed UID digests); default
+            :func:`data_tools.dicom.deid.default_key_file`.
         progress: show a bar over ROIs.
 
     Returns:
@@ -364,12 +369,12 @@ def rtstruct_to_nifti(
     Raises:
         FileNotFoundError: an input does not exist.
         ValueError: not an RTSTRUCT, unknown ROI name, references to another series or to slices not present (the
-            message names the ROI and the UID). Nothing is written then.
+            message names the ROI and the UID), a private sidecar without its key. Nothing is written then.
     """
     from tqdm.auto import tqdm
 
     structure = read_rtstruct(rtstruct)
-    reference = load_reference(series_nifti, sidecar)
+    reference = load_reference(series_nifti, sidecar, key_file=key_file)
     chosen = select_rois(structure, rois)
     if not chosen:
         raise ValueError(f"RTSTRUCT {structure.path.name} contains no ROI")

@@ -49,13 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dicom2nifti sidecar JSON of SERIES_NIFTI; None: SERIES_NIFTI's name with .json, when present",
     )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="the UID key file dicom2nifti used (private sidecars hold keyed UID digests; the annotation's UIDs are "
+        "digested with it to check that it belongs to the series); None: <user config dir>/medseg/uid_key",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from data_tools.lidc import lidc_to_nifti
 
     summary = lidc_to_nifti(
-        args.xml_file, args.series_nifti, args.out_dir, agreement=args.agreement, sidecar=args.sidecar
+        args.xml_file,
+        args.series_nifti,
+        args.out_dir,
+        agreement=args.agreement,
+        sidecar=args.sidecar,
+        key_file=args.key_file,
     )
     for reader in summary["readers"]:
         sys.stdout.write(f"reader {reader['reader']}: {reader['voxels']} voxels\n")

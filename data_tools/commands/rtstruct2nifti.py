@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="dicom2nifti sidecar JSON of SERIES_NIFTI; None: SERIES_NIFTI's name with .json, when present",
     )
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="the UID key file dicom2nifti used (private sidecars hold keyed UID digests; the annotation's UIDs are "
+        "digested with it to check that it belongs to the series); None: <user config dir>/medseg/uid_key",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.out_dir,
         rois=args.rois,
         sidecar=args.sidecar,
+        key_file=args.key_file,
         progress=progress_enabled(args),
     )
     for item in written:

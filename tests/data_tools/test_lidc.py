@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,13 @@ from dicom_factory import SeriesSpec, write_ct_series, write_lidc_xml
 from data_tools.cli import main
 from data_tools.dicom import dicom_to_nifti, sidecar_path_for
 from data_tools.lidc import lidc_to_nifti, parse_lidc_xml
+
+
+@pytest.fixture(autouse=True)
+def _private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default UID key goes to a temporary user config dir, never the real one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
 
 # Synthetic reads on a 6-slice, 20 x 20 series (x = column, y = row; outline pixels are part of the nodule):
 #   reader 1: square outline x 5..9, y 5..9 on slice 2 (5 x 5 = 25 px) with an exclusion outline x 6..8, y 6..8
@@ -47,11 +55,14 @@ def _expected_r1(shape: tuple[int, ...]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("variant", ["sop", "z-only", "no-sidecar"])
-def test_reader_masks_and_consensus(tmp_path: Path, variant: str) -> None:
+def test_reader_masks_and_consensus(tmp_path: Path, variant: str, caplog: pytest.LogCaptureFixture) -> None:
     _, xml, nifti = _case(tmp_path, with_sop=variant != "z-only")
     if variant == "no-sidecar":
         sidecar_path_for(nifti).unlink()
+    caplog.set_level(logging.INFO, logger="data_tools.lidc")
     summary = lidc_to_nifti(xml, nifti, tmp_path / "out")
+    # The private sidecar holds keyed SOP digests; the XML's imageSOP_UIDs still match them (not the z fallback).
+    assert ("matching slices by z" in caplog.text) == (variant != "sop")
     ct = nib.load(nifti)
     masks = {p.name: nib.load(p) for p in (tmp_path / "out").glob("*.nii.gz")}
     assert sorted(masks) == [

@@ -11,8 +11,15 @@ import pytest
 from dicom_factory import ContourSpec, SeriesSpec, rotation_orientation, write_ct_series, write_rtstruct
 
 from data_tools.cli import main
-from data_tools.dicom import dicom_to_nifti, sidecar_path_for
+from data_tools.dicom import dicom_to_nifti, load_key, sidecar_path_for
 from data_tools.rtstruct import read_rtstruct, rtstruct_to_nifti
+
+
+@pytest.fixture(autouse=True)
+def _private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default UID key goes to a temporary user config dir, never the real one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
 
 # Contours in (column, row) pixel coordinates of a slice. Corners sit at half-pixel positions, so which pixel
 # centres are inside is unambiguous:
@@ -43,22 +50,20 @@ def _rois() -> dict[str, list[ContourSpec]]:
     }
 
 
-def _series(
-    tmp_path: Path, orientation: tuple = (1, 0, 0, 0, 1, 0), deidentify: bool = False
-) -> tuple[SeriesSpec, Path]:
+def _series(tmp_path: Path, orientation: tuple = (1, 0, 0, 0, 1, 0), keep_phi: bool = False) -> tuple[SeriesSpec, Path]:
     spec = write_ct_series(tmp_path / "ct", n_slices=4, rows=10, cols=12, orientation=orientation, seed=7)
-    report = dicom_to_nifti(tmp_path / "ct", tmp_path / "nifti", deidentify=deidentify)
+    report = dicom_to_nifti(tmp_path / "ct", tmp_path / "nifti", keep_phi=keep_phi)
     assert report.ok
     return spec, report.converted[0].nifti
 
 
 @pytest.mark.parametrize(
-    ("orientation", "deidentify"),
+    ("orientation", "keep_phi"),
     [((1, 0, 0, 0, 1, 0), False), (rotation_orientation(35.0, -25.0), False), ((1, 0, 0, 0, 1, 0), True)],
-    ids=["axial", "oblique", "deidentified-sidecar"],
+    ids=["axial", "oblique", "keep-phi-sidecar"],
 )
-def test_masks_match_hand_computed_voxels(tmp_path: Path, orientation: tuple, deidentify: bool) -> None:
-    spec, nifti = _series(tmp_path, orientation, deidentify)
+def test_masks_match_hand_computed_voxels(tmp_path: Path, orientation: tuple, keep_phi: bool) -> None:
+    spec, nifti = _series(tmp_path, orientation, keep_phi)
     rt = write_rtstruct(tmp_path / "rt.dcm", spec, _rois())
     written = rtstruct_to_nifti(rt, nifti, tmp_path / "masks")
     ct = nib.load(nifti)
@@ -100,14 +105,37 @@ def test_contour_on_missing_slice_names_roi_and_uid(tmp_path: Path) -> None:
     assert not (tmp_path / "masks").exists()  # checked before anything is written
 
 
-def test_rtstruct_for_another_series_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec, nifti = _series(tmp_path)
+@pytest.mark.parametrize("keep_phi", [False, True], ids=["private", "keep-phi"])
+def test_rtstruct_for_another_series_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], keep_phi: bool
+) -> None:
+    spec, nifti = _series(tmp_path, keep_phi=keep_phi)
     other = "1.2.826.0.1.3680043.99.1"
     rt = write_rtstruct(tmp_path / "rt.dcm", spec, _rois(), referenced_series_uid=other)
     assert main(["rtstruct2nifti", str(rt), str(nifti), str(tmp_path / "masks")]) == 2
     err = capsys.readouterr().err
     assert other in err
-    assert spec.series_uid in err
+    # The series as the sidecar records it: the plain UID, or in a private sidecar its keyed digest.
+    assert (spec.series_uid if keep_phi else load_key().digest(spec.series_uid)) in err
+
+
+def test_private_sidecar_needs_its_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec, nifti = _series(tmp_path)
+    rt = write_rtstruct(tmp_path / "rt.dcm", spec, _rois())
+    out = str(tmp_path / "masks")
+    # Another key: the digests cannot be compared; an error names both key fingerprints and the option.
+    other = load_key(tmp_path / "other_key", create=True)
+    assert main(["rtstruct2nifti", str(rt), str(nifti), out, "--key-file", str(other.path)]) == 2
+    err = capsys.readouterr().err
+    assert other.key_id in err
+    assert load_key().key_id in err
+    assert "--key-file" in err
+    # No key at all.
+    assert main(["rtstruct2nifti", str(rt), str(nifti), out, "--key-file", str(tmp_path / "absent")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "masks").exists()
+    # The right key, given explicitly, works.
+    assert main(["rtstruct2nifti", str(rt), str(nifti), out, "--key-file", str(load_key().path)]) == 0
 
 
 def test_other_frame_of_reference_is_an_error(tmp_path: Path) -> None:
