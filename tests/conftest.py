@@ -19,6 +19,11 @@ SHARED_DATA = Path(os.environ.get("MEDSEG_SHARED_DATA", REPO_ROOT.parent / "shar
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Nothing a test runs may write into the user's home: the DICOM tools keep their UID key under
+    # $XDG_CONFIG_HOME/medseg, so point it at a throw-away folder for the whole session.
+    import tempfile
+
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="medseg-test-config-")
     # Tests run small tensors: one intra-op thread is faster than two on a 2-core machine shared with other
     # processes (oversubscription made tiny forwards ~15x slower) and keeps results reproducible.
     import torch
