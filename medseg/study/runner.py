@@ -349,6 +349,8 @@ def _train(
         "seed": r.seed,
         "val_interval": int(plan["num_epochs"]),  # one validation, at the end: a sanity check, no selection
         "device": f"$torch.device('{device}')",
+        # on a GPU the CPU-side augmentation must keep up: load batches in worker processes
+        "num_workers": 0 if device == "cpu" else min(8, os.cpu_count() or 1),
     }
     if cfg.data.label_map is not None:
         ov["label_map"] = cfg.data.label_map
