@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import re
 import sys
 import warnings
@@ -243,6 +244,10 @@ def main_for(prog: str, description: str, commands: dict[str, str], argv: Sequen
         except KeyboardInterrupt:
             sys.stderr.write(f"{prog} {args.command}: interrupted\n")
             return 130
+        except BrokenPipeError:
+            # the reader of our output went away (`medseg bundle list | head`): stop quietly, as Python's docs advise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except CliError as err:
             if args.debug:
                 raise
