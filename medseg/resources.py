@@ -8,6 +8,8 @@ same as a checkout. Every function here also accepts a path, so a user's own bun
 from __future__ import annotations
 
 import difflib
+import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from medseg.typing import PathLike
 __all__ = [
     "bundle_dir",
     "bundle_names",
+    "copy_bundle",
     "experiment_config",
     "experiment_names",
     "loss_overlay",
@@ -67,6 +70,43 @@ def bundle_dir(name_or_path: PathLike) -> Path:
     if len(path.parts) == 1 and (shipped / "configs").is_dir():
         return shipped
     raise FileNotFoundError(_unknown("bundle", str(name_or_path), bundle_names()))
+
+
+#: What a run inside a bundle folder leaves behind; a copy leaves it out.
+_RUN_LEFTOVERS = ("__pycache__", "*.pyc", "runs", "eval", "sample_data", "*.pt", "*.ts")
+
+
+def copy_bundle(name_or_path: PathLike, dest_dir: PathLike) -> Path:
+    """Copy a bundle into ``dest_dir/<bundle name>`` for editing and training (like MONAI's ``bundle download``).
+
+    The shipped bundles live inside the installed package, where a bundle run would write its ``runs/`` and
+    ``models/``; a copy is the bundle to run with ``--bundle_root``. Weights, run outputs and sample data are not
+    copied. The copy is made under a temporary name and renamed, so an interrupted copy leaves nothing behind.
+
+    Args:
+        name_or_path: a shipped bundle's name or a bundle folder (see :func:`bundle_dir`).
+        dest_dir: the parent folder (created if needed).
+
+    Returns:
+        The new bundle folder.
+
+    Raises:
+        FileNotFoundError: unknown bundle.
+        FileExistsError: ``dest_dir/<name>`` exists already (it is never replaced).
+    """
+    source = bundle_dir(name_or_path)
+    parent = Path(dest_dir)
+    target = parent / source.resolve().name
+    if target.exists():
+        raise FileExistsError(f"{str(target)!r} exists already; remove it or copy into another folder")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        shutil.copytree(source, staging / target.name, ignore=shutil.ignore_patterns(*_RUN_LEFTOVERS))
+        (staging / target.name).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def loss_overlay_names() -> list[str]:

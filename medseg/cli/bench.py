@@ -11,7 +11,7 @@ import importlib
 import logging
 from types import ModuleType
 
-from medseg.console import CliError, OneLineParser
+from medseg.console import CliError, HelpFormatter, OneLineParser
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             name,
             help=help_text,
             description=getattr(module, "__doc__", None) or help_text,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         if module is not None:
             module.add_arguments(p)
