@@ -58,10 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the study; exit 1 when a run failed (the report is still written)."""
-    from medseg.console import progress_enabled
+    from medseg.console import progress_enabled, quiet_bundle_logs
     from medseg.study import load_study_config, run_study
 
     cfg = load_study_config(args.config)
+    if not args.dry_run:
+        quiet_bundle_logs(args)
     command = "medseg study " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     result = run_study(
         cfg,
