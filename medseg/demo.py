@@ -45,8 +45,8 @@ class DemoResult:
 
 
 def _prepare_real(real_data: Path, data_dir: Path) -> Path:
-    from data_tools.slices2d import convert_slices
-    from data_tools.split import split_datalist
+    from medseg.data.slices2d import convert_slices
+    from medseg.data.split import split_datalist
 
     datalist = data_dir / "datalist.json"
     if not datalist.is_file():
@@ -84,7 +84,7 @@ def run_demo(
     """
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_ct_slices, make_ct_volume
-    from medseg.evaluation.evaluate import evaluate_folders
+    from medseg.evaluation.evaluate import EvaluationSettings, evaluate_folders
     from medseg.inference import predict_with_bundle
     from medseg.resources import bundle_dir
     from medseg.training.protocol import two_stage
@@ -155,10 +155,8 @@ def run_demo(
     evaluation = evaluate_folders(
         pred_dir,
         ref_dir,
-        num_classes=2,
+        EvaluationSettings(num_classes=2, pred_suffix="_seg", check_affine=False),
         out=out / "evaluation" / "summary.json",
-        pred_suffix="_seg",
-        check_affine=False,
         progress=progress,
     )
 
@@ -185,9 +183,8 @@ def run_demo(
         volume_eval = evaluate_folders(
             vol_dir / "prediction",
             vol_dir / "reference",
-            num_classes=2,
+            EvaluationSettings(num_classes=2, pred_suffix="_seg"),
             out=vol_dir / "evaluation.json",
-            pred_suffix="_seg",
             progress=progress,
         )
     return DemoResult(out, datalist, stats_file, runs, pred_dir, evaluation, volume_eval)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         f"  MC fine-tuning:      {result.runs['finetune']['run_dir']}  (history.csv, curves.png, models/)",
         f"  test-slice masks:    {result.prediction_dir}",
         f"  evaluation:          {result.output_dir / 'evaluation'}  (summary.json, per-case CSV, Markdown)",
-        f"  test mIoU (dataset level, background included): {_fmt(ds, 'mean_iou')}; lesion IoU "
+        f"  test mIoU (dataset level, background included): {_fmt(ds, 'pooled_iou')}; lesion IoU "
         f"{_fmt(ds.get('per_class', {}).get('1', {}), 'iou')}",
     ]
     if result.volume_evaluation:

@@ -3,7 +3,7 @@
 Converters (``study.data.converter``):
 
 - ``slices2d``: 2D CT slice folders (``source/<images>``, ``source/<masks>``) through
-  :func:`data_tools.slices2d.convert_slices`, then :func:`data_tools.split.split_datalist`.
+  :func:`medseg.data.slices2d.convert_slices`, then :func:`medseg.data.split.split_datalist`.
 - ``instruments``: the shared endoscopic frames with tool masks pooled into one binary instrument dataset
   (:func:`convert_instruments`): CholecSeg8k (watershed 31 grasper, 32 L-hook), SegCol (127/128/129 tools) and
   the EndoVis 2017 sample (left/right part masks > 0, challenge crop). Each clip is cut in time into training /
@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 def _split(datalist: Path, spec: dict[str, Any] | None) -> dict[str, Any] | None:
     if not spec:
         return None
-    from data_tools.split import split_datalist
+    from medseg.data.split import split_datalist
 
     summary = split_datalist(
         datalist,
@@ -103,7 +103,7 @@ def convert_instruments(
         CholecSeg8k's watershed value 255 (unlabelled border pixels) is written as background: the bundles have
         no ignore label, and these pixels lie on the black frame border where no instrument is.
     """
-    from data_tools.datalist import write_datalist
+    from medseg.data.datalist import write_datalist
 
     fr = list(fractions or [0.6, 0.2, 0.2])
     if len(fr) != 3 or abs(sum(fr) - 1) > 1e-6:
@@ -112,7 +112,7 @@ def convert_instruments(
     clips: dict[str, Any] = {}
 
     def emit(clip: str, frames: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-        from data_tools._images import write_png
+        from medseg.imageio import write_png
 
         roles = _blocks(len(frames), fr)
         fg = 0
@@ -184,7 +184,7 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
     opts = dict(spec.options)
     info: dict[str, Any] = {"converter": spec.converter, "source": None if spec.source is None else str(spec.source)}
     if spec.converter == "slices2d":
-        from data_tools.slices2d import convert_slices
+        from medseg.data.slices2d import convert_slices
 
         assert spec.source is not None  # validated by the config
         report = convert_slices(
@@ -226,7 +226,7 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
         assert spec.source is not None
         if not spec.source.is_file():
             raise FileNotFoundError(f"data.source datalist {str(spec.source)!r} not found")
-        from data_tools.datalist import read_datalist, write_datalist
+        from medseg.data.datalist import read_datalist, write_datalist
 
         dl = read_datalist(spec.source)
         write_datalist(datalist, {k: [dict(e) for e in v] for k, v in dl.splits.items()}, metadata=dl.metadata)

@@ -37,9 +37,9 @@ def _metrics(run: Mapping[str, Any], names: Sequence[str]) -> dict[str, float | 
     d = run["dataset"]
     out: dict[str, float | None] = {
         "pixel_accuracy": d.get("pixel_accuracy"),
-        "mean_iou": d.get("mean_iou"),
-        "mean_iou_foreground": d.get("mean_iou_foreground"),
-        "mean_dice_foreground": d.get("mean_dice_foreground"),
+        "mean_iou": d.get("pooled_iou"),
+        "mean_iou_foreground": d.get("pooled_iou_foreground"),
+        "mean_dice_foreground": d.get("pooled_dice_foreground"),
         "image_dice": run.get("foreground_dice", {}).get("mean"),
     }
     for n in names:

@@ -141,7 +141,7 @@ def _test_refs(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
     numbers of different clips), since predictions are named after their input's stem.
     """
     from medseg.data import load_datalist
-    from medseg.evaluation.evaluate import case_id
+    from medseg.evaluation.cases import case_id
 
     items = load_datalist(datalist, "test")
     if not items:
@@ -164,13 +164,14 @@ def _test_refs(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
 
 def _foreground_dice(pred_dir: Path, ref_dir: Path, foreground: list[int]) -> dict[str, Any]:
     """Per-image Dice of the merged foreground ("infection") mask; images empty in both are skipped (NaN)."""
-    from medseg.evaluation.evaluate import match_cases, read_segmentation
+    from medseg.evaluation.cases import match_cases
+    from medseg.imageio import read_label
 
     pairs, _, _ = match_cases(pred_dir, ref_dir, pred_suffix="_seg")
     per_case: dict[str, float | None] = {}
     for case, p, t in pairs:
-        pred = np.isin(read_segmentation(p).array, foreground)
-        ref = np.isin(read_segmentation(t).array, foreground)
+        pred = np.isin(read_label(p).array, foreground)
+        ref = np.isin(read_label(t).array, foreground)
         denom = int(pred.sum()) + int(ref.sum())
         per_case[case] = None if denom == 0 else 2.0 * int((pred & ref).sum()) / denom
     vals = [v for v in per_case.values() if v is not None]
@@ -185,7 +186,7 @@ def _foreground_dice(pred_dir: Path, ref_dir: Path, foreground: list[int]) -> di
 
 def evaluate_model(cfg: StudyConfig, model: Path, images: list[Path], refs: Path, out_dir: Path) -> dict[str, Any]:
     """Predict the test images with ``model`` through the bundle's ``inference.json`` and score them."""
-    from medseg.evaluation.evaluate import evaluate_folders
+    from medseg.evaluation.evaluate import EvaluationSettings, evaluate_folders
     from medseg.inference import predict_with_bundle
 
     b = cfg.budget
@@ -207,17 +208,15 @@ def evaluate_model(cfg: StudyConfig, model: Path, images: list[Path], refs: Path
     if report.failed:
         raise RuntimeError(f"prediction failed for {len(report.failed)} case(s): {report.failed[0].error}")
     lmap = {int(k): int(v) for k, v in cfg.data.label_map.items()} if isinstance(cfg.data.label_map, dict) else None
-    summary = evaluate_folders(
-        pred_dir,
-        refs,
-        cfg.data.num_classes,
-        out=out_dir / "test_summary.json",
+    settings = EvaluationSettings(
+        num_classes=cfg.data.num_classes,
         label_map=lmap,
         class_names=cfg.data.names(),
         pred_suffix="_seg",
         check_affine=False,
         distances=False,  # HD95/ASD are not in the papers' tables and dominate the evaluation time on CPU
     )
+    summary = evaluate_folders(pred_dir, refs, settings, out=out_dir / "test_summary.json")
     return {
         "dataset": summary["dataset"],
         "per_case": summary["per_case"],

@@ -92,7 +92,7 @@ def test_runs_every_stage_and_writes_the_report(finished: dict[str, Any]) -> Non
     res = json.loads((out / "results.json").read_text())
     # dataset-level numbers in the report equal the evaluation's own summary
     mc_eval = json.loads((work / "seed0" / "mc" / "eval" / "test_summary.json").read_text())
-    assert res["table"]["mc"]["mean_iou"]["mean"] == pytest.approx(mc_eval["dataset"]["mean_iou"])
+    assert res["table"]["mc"]["mean_iou"]["mean"] == pytest.approx(mc_eval["dataset"]["pooled_iou"])
     assert len(res["bound"]) == 2  # 2 taus x 1 v
 
 
@@ -209,7 +209,7 @@ def test_test_inputs_get_unique_case_ids(tmp_path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from data_tools.datalist import write_datalist
+    from medseg.data.datalist import write_datalist
     from medseg.study.runner import _test_refs
 
     entries = []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _convert_factory import gray_image, label_datalist, run_cli, save_gray, save_nifti, write_datalist
+from _data_factory import gray_image, label_datalist, run_cli, save_gray, save_nifti, write_datalist
 
-from data_tools.check import check_datalist
+from medseg.data.check import check_datalist
 
 
 def _good_pair(root: Path, name: str, shape: tuple[int, int] = (6, 7)) -> dict[str, str]:
@@ -151,7 +151,7 @@ def test_shared_covid_conversion_checks_clean(shared_data: Path, tmp_path: Path)
     src = shared_data / "covid19_ct_infection_medseg_infnet"
     if not src.is_dir():
         pytest.skip("covid19 sample not present")
-    from data_tools.slices2d import convert_slices
+    from medseg.data.slices2d import convert_slices
 
     for stem in ("0", "1", "2"):
         (tmp_path / "i").mkdir(exist_ok=True)
