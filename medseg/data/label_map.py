@@ -11,6 +11,10 @@ A specification is a preset name, an inline ``"src:dst,src:dst"`` table, a JSON 
 keys may be strings of integers) or ``None`` (identity). On the command line it may also name a JSON file
 (:func:`parse_label_map_text`).
 
+Stored values that a table does not name are an error for training, ``stats`` and ``check`` (a wrong preset must
+fail, not train on garbage). ``medseg evaluate`` maps predictions (already class indices) and references alike,
+so there they pass through unchanged (``keep_unmapped=True``) and its class-range check catches stray values.
+
 Presets (``LABEL_MAP_PRESETS``):
 
 ==================== ===================================================================================
