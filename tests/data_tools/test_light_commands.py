@@ -60,3 +60,19 @@ def test_command_imports_neither_torch_nor_monai(tmp_path: Path, command: list[s
     rc, heavy = _heavy_after(argv)
     assert rc == 0
     assert heavy == "-", f"{command[0]} imported {heavy}"
+
+
+def test_the_library_never_imports_data_tools() -> None:
+    """data_tools is the command line over medseg; no module of the medseg package may import it."""
+    import ast
+
+    import medseg
+
+    offenders = []
+    for path in Path(medseg.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n == "data_tools" or n.startswith("data_tools.")]
+    assert offenders == []
