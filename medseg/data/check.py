@@ -282,7 +282,7 @@ def check_datalist(
     if missing:
         raise ValueError(f"splits: {missing} not in {dl.path} (it has {sorted(dl.splits)})")
     mapper = None if label_map is None else LabelMap(label_map, ignore_index=ignore_index)
-    report = CheckReport(datalist=Path(datalist).absolute(), entries={s: len(dl.splits[s]) for s in names})
+    report = CheckReport(datalist=dl.path or Path(datalist).absolute(), entries={s: len(dl.splits[s]) for s in names})
     if not len(dl):
         report.problems.append(Problem(str(dl.path), "empty", "the datalist has no entries"))
         return report
