@@ -5,21 +5,22 @@ Layouts read by :func:`find_frames`:
 * **challenge** (the released training data): ``SRC_DIR/instrument_dataset_N/left_frames/frameNNN.png`` with one
   mask folder per instrument, ``SRC_DIR/instrument_dataset_N/ground_truth/<Instrument>_labels/frameNNN.png``.
   ``SRC_DIR`` may also be a single ``instrument_dataset_N`` folder.
-* **flat** (the Intel/ternaus sample in ``../shared/data/endovis2017_robotic_instrument_intel_sample``): frames
-  ``X.png`` and their per-instrument masks ``<instrument>_X.png`` in one folder (``frame.png``,
+* **flat** (Intel's IoT DevCloud surgery-segmentation sample, adapted from ternaus/robot-surgery-segmentation):
+  frames ``X.png`` and their per-instrument masks ``<instrument>_X.png`` in one folder (``frame.png``,
   ``left_frame.png``, ``right_frame.png``).
 
 Each instrument mask holds part values 10 = shaft, 20 = wrist, 30 = claspers, 40 = probe (0 = background). The
 masks of one frame are merged into one label map:
 
 * ``task="parts"``: 10/20/30/40 -> 1/2/3/4 (the same table as the ``endovis_parts`` preset of
-  ``medseg.transforms.labels``); where two instrument masks overlap, the later folder in sorted name order wins
+  :mod:`medseg.data.label_map`); where two instrument masks overlap, the later folder in sorted name order wins
   (as in the ternaus ``prepare_data.py`` loop).
 * ``task="binary"``: any part of any instrument -> 1.
 
 Folders whose name contains ``Other`` (non-robotic instruments, ultrasound probe, clips) are left out by default,
-because both tasks of the MICCAI 2017 challenge (and the 002 paper: "background class (ultrasound probe, surgical
-clips and porcine tissues)") count them as background; ``include_other=True`` merges them like the others.
+because both tasks of the MICCAI 2017 challenge (and Li, Yu and Zhang, *Distribution-aware Margin Calibration for
+Medical Image Segmentation*: "background class (ultrasound probe, surgical clips and porcine tissues)") count them
+as background; ``include_other=True`` merges them like the others.
 Mask values outside {0, 10, 20, 30, 40} fail that frame with a message naming the file and the values.
 
 ROI crop (``crop_roi=True``): the raw frames are 1920x1080 with black borders; the challenge's valid camera area
@@ -49,8 +50,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_tools._images import IMAGE_SUFFIXES, file_stem, natural_key, open_image, write_png
-from data_tools.datalist import ConversionReport, write_datalist
+from medseg.data.datalist import ConversionReport, write_datalist
+from medseg.imageio import IMAGE_SUFFIXES, file_stem, natural_key, open_image, read_rgb, write_label_png, write_png
 from medseg.typing import PathLike
 
 __all__ = [
@@ -242,13 +243,6 @@ def crop_roi(array: np.ndarray, source: PathLike) -> np.ndarray:
     return np.ascontiguousarray(array[y : y + h, x : x + w])
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    im = open_image(path)
-    if im.mode != "RGB":
-        im = im.convert("RGB")
-    return np.asarray(im)
-
-
 def _read_part_mask(path: Path) -> np.ndarray:
     im = open_image(path)
     if im.mode in ("RGB", "RGBA"):
@@ -283,7 +277,7 @@ def convert_endovis(
         progress: show a progress bar.
 
     Returns:
-        A :class:`~data_tools.datalist.ConversionReport`; failed frames (missing or unreadable mask, size
+        A :class:`~medseg.data.datalist.ConversionReport`; failed frames (missing or unreadable mask, size
         mismatch, unknown values) are listed there and left out of the datalist.
 
     Raises:
@@ -301,7 +295,7 @@ def convert_endovis(
         try:
             if not rec.masks:
                 raise ValueError(f"{rec.image}: no instrument masks for this frame")
-            image = _read_rgb(rec.image)
+            image = read_rgb(rec.image)
             masks = [_read_part_mask(m) for m in rec.masks]
             for m, arr in zip(rec.masks, masks, strict=True):
                 if arr.shape != image.shape[:2]:
@@ -316,7 +310,7 @@ def convert_endovis(
             out_image = out / "images" / rec.sequence / f"{rec.name}.png"
             out_label = out / f"labels_{task}" / rec.sequence / f"{rec.name}.png"
             write_png(out_image, image, compress_level=FRAME_PNG_LEVEL)
-            write_png(out_label, label)
+            write_label_png(out_label, label)
         except (ValueError, FileNotFoundError) as err:
             msg = str(err)
             logger.debug("frame %s failed: %s", rec.image, msg)
@@ -379,7 +373,7 @@ def extract_video_frames(
         progress: show a progress bar.
 
     Returns:
-        A :class:`~data_tools.datalist.ConversionReport` (``converted`` = frames written).
+        A :class:`~medseg.data.datalist.ConversionReport` (``converted`` = frames written).
 
     Raises:
         ValueError: bad arguments, a file FFmpeg cannot decode, a truncated video (fewer frames than the

@@ -124,8 +124,8 @@ class DemoResult:
 
 
 def _prepare_real(real_data: Path, data_dir: Path) -> Path:
-    from data_tools.slices2d import convert_slices
-    from data_tools.split import split_datalist
+    from medseg.data.slices2d import convert_slices
+    from medseg.data.split import split_datalist
 
     datalist = data_dir / "datalist.json"
     if not datalist.is_file():
@@ -244,11 +244,10 @@ def _best(run_dir: Path, key: str = "val_miou") -> tuple[float, int, int]:
 
 # --------------------------------------------------------------------------------------------------- overlays
 def _read(path: Path) -> np.ndarray:
-    """The stored voxel values of a NIfTI file, in its voxel order."""
-    import nibabel as nib
+    """The stored voxel values of an image file, in its voxel order."""
+    from medseg.imageio import read_image
 
-    image: Any = nib.load(str(path))
-    return np.asarray(image.dataobj)
+    return np.asarray(read_image(path).array)
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -412,7 +411,7 @@ def run_demo(
     from medseg.data.plan import plan_datalist
     from medseg.data.statistics import compute_stats, write_stats
     from medseg.data.synthetic import make_ct_slices, make_ct_volume
-    from medseg.evaluation.evaluate import evaluate_folders
+    from medseg.evaluation.evaluate import EvaluationSettings, evaluate_folders
     from medseg.inference import predict_with_bundle
     from medseg.resources import bundle_dir
     from medseg.training.protocol import two_stage
@@ -534,18 +533,16 @@ def run_demo(
         evaluation = evaluate_folders(
             pred_dir,
             ref_dir,
-            num_classes=2,
+            EvaluationSettings(num_classes=2, pred_suffix="_seg", check_affine=False),
             out=eval_dir / "summary.json",
-            pred_suffix="_seg",
-            check_affine=False,
             progress=progress,
         )
         # after the evaluation, so the PNGs are not taken for predictions
         write_slice_overlays([(img, pred_dir / _seg_name(img), ref) for img, ref in cases])
         ds = evaluation["dataset"]
         detail = (
-            f"{len(cases)} masks and overlay PNGs -> {_rel(pred_dir, out)}; mIoU {ds['mean_iou']:.3f} (dataset level, "
-            f"background included), lesion IoU {ds['per_class']['1']['iou']:.3f}, lesion Dice "
+            f"{len(cases)} masks and overlay PNGs -> {_rel(pred_dir, out)}; mIoU {ds['pooled_iou']:.3f} "
+            f"(pooled over the test slices, background included), lesion IoU {ds['per_class']['1']['iou']:.3f}, lesion Dice "
             f"{ds['per_class']['1']['dice']:.3f} -> {_rel(eval_dir, out)}"
         )
         return detail, {"evaluation": evaluation}
@@ -586,9 +583,8 @@ def run_demo(
             evaluation = evaluate_folders(
                 vol_dir / "prediction",
                 vol_dir / "reference",
-                num_classes=2,
+                EvaluationSettings(num_classes=2, pred_suffix="_seg"),
                 out=vol_dir / "evaluation.json",
-                pred_suffix="_seg",
                 progress=progress,
             )
             png = write_volume_overlay(vol.image, mask, vol.label, mask.with_name("ct_volume_overlay.png"))

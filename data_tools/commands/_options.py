@@ -1,46 +1,12 @@
-"""Option parsers shared by the ``medseg-data`` conversion, check and statistics commands."""
+"""Option parsers shared by the ``medseg-data`` commands: the library's, re-exported under their old home.
+
+``--label-map`` is parsed by :func:`medseg.data.label_map.label_map_arg` (the one parser every command and
+``medseg evaluate`` use); import it from there. This module only keeps commands written against the old path
+working until they switch.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-from typing import Any
+from medseg.data.label_map import label_map_arg
 
-__all__ = ["label_map_arg", "parse_label_map"]
-
-
-def parse_label_map(value: str) -> str | dict[str, Any]:
-    """A ``MapLabels`` preset name, an inline JSON object, or a path to a JSON file with the mapping."""
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise argparse.ArgumentTypeError(f"--label-map: invalid JSON {value!r} ({err.msg})") from err
-    elif text.lower().endswith(".json"):
-        path = Path(text)
-        if not path.is_file():
-            raise argparse.ArgumentTypeError(f"--label-map: JSON file {value!r} does not exist")
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise argparse.ArgumentTypeError(f"--label-map: {value!r} is not valid JSON ({err.msg})") from err
-    else:
-        return text
-    if not isinstance(obj, dict):
-        raise argparse.ArgumentTypeError(f"--label-map: expected a JSON object {{source: target}}, got {obj!r}")
-    return obj
-
-
-def label_map_arg(value: str) -> str | dict[int, int]:
-    """``--label-map`` parser: preset names stay strings, JSON objects become ``{int: int}``."""
-    parsed = parse_label_map(value)
-    if isinstance(parsed, str):
-        return parsed
-    try:
-        return {int(k): int(v) for k, v in parsed.items()}
-    except (TypeError, ValueError) as err:
-        raise argparse.ArgumentTypeError(
-            f"--label-map: keys and values must be integers, e.g. '{{\"255\": 1}}'; got {value!r}"
-        ) from err
+__all__ = ["label_map_arg"]

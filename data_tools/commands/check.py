@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from data_tools.commands._options import label_map_arg
 from medseg.console import CliError, existing_file, progress_enabled
+from medseg.data.label_map import label_map_arg
+from medseg.imageio import DEFAULT_MAX_VOXELS, max_voxels_arg
 
 HELP = "report image/label geometry mismatches, bad label values, NaN/inf, empty or unreadable files"
 DESCRIPTION = (
@@ -28,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ignore-index", type=int, default=None, help="label value allowed besides the classes")
     parser.add_argument(
+        "--max-voxels",
+        type=max_voxels_arg,
+        default=DEFAULT_MAX_VOXELS,
+        help="largest voxel count a file header may claim before it is read (guards against crafted headers)",
+    )
+    parser.add_argument(
         "--split",
         dest="splits",
         action="append",
@@ -38,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_tools.check import check_datalist
+    from medseg.data.check import check_datalist
 
     report = check_datalist(
         args.datalist,
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         label_map=args.label_map,
         ignore_index=args.ignore_index,
         splits=args.splits,
+        max_voxels=args.max_voxels,
         progress=progress_enabled(args),
     )
     for problem in report.problems:

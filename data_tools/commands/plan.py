@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_tools.commands._options import label_map_arg
 from medseg.console import CliError, existing_file, progress_enabled
+from medseg.data.label_map import label_map_arg
 
 HELP = "data fingerprint -> training plan (plan.json: normalisation, sizes, batch, schedule, augmentation)"
 DESCRIPTION = (

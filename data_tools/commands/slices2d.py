@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from data_tools.commands._options import label_map_arg
 from medseg.console import CliError, existing_dir, progress_enabled
+from medseg.data.label_map import label_map_arg
 
 HELP = "2D slice images + masks -> NIfTI/PNG pairs with integer labels + datalist.json"
 DESCRIPTION = (
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_tools.slices2d import convert_slices
+    from medseg.data.slices2d import convert_slices
 
     report = convert_slices(
         args.img_dir,

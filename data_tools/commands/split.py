@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from data_tools.split import split_datalist
+    from medseg.data.split import split_datalist
 
     if args.by == "frame-order":
         if args.seed is not None:

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from data_tools.commands._options import label_map_arg
 from medseg.console import existing_file, progress_enabled
+from medseg.data.label_map import label_map_arg
+from medseg.imageio import DEFAULT_MAX_VOXELS, max_voxels_arg
 
 HELP = "per-class pixel counts over a split + margin offsets -> stats.json"
 DESCRIPTION = (
@@ -43,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ignore-index", type=int, default=None, help="label value left out of the counts")
     parser.add_argument(
+        "--max-voxels",
+        type=max_voxels_arg,
+        default=DEFAULT_MAX_VOXELS,
+        help="largest voxel count a file header may claim before it is read (guards against crafted headers)",
+    )
+    parser.add_argument(
         "--empty",
         choices=("error", "zero"),
         default="error",
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         label_map=args.label_map,
         ignore_index=args.ignore_index,
         empty=args.empty,
+        max_voxels=args.max_voxels,
         progress=progress_enabled(args),
     )
     out = write_stats(args.out, stats)

@@ -1,6 +1,7 @@
 """``medseg evaluate``: score a folder of predicted label maps against reference label maps.
 
-A thin wrapper over :func:`medseg.evaluation.evaluate.evaluate_folders`; heavy imports happen in :func:`run`.
+A thin wrapper over :func:`medseg.evaluation.evaluate.evaluate_folders`; heavy imports happen in :func:`run`, and
+scoring needs NumPy, nibabel and (for distances) SciPy only: torch and MONAI are never imported.
 """
 
 from __future__ import annotations
@@ -9,14 +10,19 @@ import argparse
 import sys
 
 from medseg.console import existing_dir
+from medseg.data.label_map import label_map_arg
+from medseg.imageio import DEFAULT_MAX_VOXELS, max_voxels_arg
 
 HELP = "score predicted label maps against references: dataset IoU/mIoU, per-case Dice, HD95, ASD"
 DESCRIPTION = (
-    "Match predictions to references by case id (file name without .nii.gz/.nii/.png), accumulate ONE confusion "
-    "matrix over all cases for the dataset-level IoU per class and mIoU (with and without background), and score "
-    "each case (IoU, Dice, pixel accuracy, HD95 and average surface distance in mm for NIfTI, pixels for PNG). "
-    "Writes SUMMARY.json, SUMMARY_cases.csv and SUMMARY.md (see --out). A label without prediction is an error "
-    "unless --allow-missing; predictions without label are reported and skipped."
+    "Match predictions to references by case id (file name without .nii.gz/.nii/.png; the _seg that 'medseg "
+    "predict' appends is recognised, its _overlay/_prob files are skipped), accumulate ONE confusion matrix over "
+    "all cases for the pooled IoU and Dice per class and their means (with and without background), and score each "
+    "case (IoU, Dice, pixel accuracy, HD95 and average surface distance in mm where the reference header gives a "
+    "spacing, in pixels otherwise). Volumes whose affines differ only by axis order or direction (dcm2niix, "
+    "TotalSegmentator) are compared after reorienting. Writes SUMMARY.json, SUMMARY_cases.csv and SUMMARY.md "
+    "(see --out). A label without prediction is an error unless --allow-missing; predictions without label are "
+    "reported and skipped."
 )
 
 
@@ -76,9 +82,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--label-map",
         nargs="+",
+        type=label_map_arg,
         default=None,
-        metavar="SRC:DST",
-        help="map stored values to class indices in predictions and labels, e.g. 255:1 for 0/255 masks",
+        metavar="MAP",
+        help="map stored values to class indices in predictions and labels: a preset (binary255, endovis_parts, "
+        "...), SRC:DST pairs (255:1 or 255:1,128:2), a JSON object or file; values it does not name are kept",
     )
     parser.add_argument("--class-names", nargs="+", default=None, metavar="NAME", help="K class names for tables")
     parser.add_argument(
@@ -87,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=None,
         metavar="S",
-        help="voxel size per axis for every case, overriding NIfTI headers (PNG default: pixel units)",
+        help="voxel size in mm per axis for every case, overriding the headers (PNG without it: pixel units)",
     )
     parser.add_argument("--no-distances", action="store_true", help="skip HD95 and ASD (faster on large 3D)")
     parser.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff distance percentile")
@@ -98,29 +106,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-case score of a class absent from prediction and label: undefined (skipped) or Dice 1 / dist 0",
     )
     parser.add_argument("--allow-missing", action="store_true", help="evaluate matched cases if some are missing")
-    parser.add_argument("--pred-suffix", default="", metavar="TEXT", help="strip TEXT from prediction ids (_seg)")
     parser.add_argument(
-        "--no-affine-check", action="store_true", help="do not require identical NIfTI affines (shapes still must)"
+        "--pred-suffix",
+        default=None,
+        metavar="TEXT",
+        help="strip TEXT from the end of prediction names; None: recognise medseg predict's _seg automatically",
+    )
+    parser.add_argument(
+        "--no-affine-check",
+        action="store_true",
+        help="compare volume shapes only, not their affines (no reorientation either)",
     )
     parser.add_argument("--workers", type=_positive_int, default=1, help="processes scoring cases in parallel")
+    parser.add_argument(
+        "--max-voxels",
+        type=max_voxels_arg,
+        default=DEFAULT_MAX_VOXELS,
+        help="largest voxel count a file header may claim before it is read (guards against crafted headers)",
+    )
+
+
+def _label_map(values: list[str | dict[int, int]] | None) -> str | dict[int, int] | None:
+    """One mapping from the --label-map words: a single preset/table/JSON, or several SRC:DST words joined."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    if not all(isinstance(v, str) and ":" in v for v in values):
+        raise ValueError(f"--label-map: give one preset, JSON object or file, or several SRC:DST pairs; got {values}")
+    return ",".join(str(v) for v in values)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from medseg.console import progress_enabled
-    from medseg.evaluation.evaluate import evaluate_folders, render_markdown
+    from medseg.evaluation.evaluate import EvaluationSettings, evaluate_folders, render_markdown
 
     out = Path(args.out) if args.out is not None else None
     if out is not None and out.exists() and out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a directory; give a file name such as {str(out / 'summary.json')!r}")
-    summary = evaluate_folders(
-        args.pred,
-        args.label,
-        args.num_classes,
-        out=out,
+    settings = EvaluationSettings(
+        num_classes=args.num_classes,
         ignore_index=args.ignore_index,
-        label_map=args.label_map,
+        label_map=_label_map(args.label_map),
         class_names=args.class_names,
         spacing=args.spacing,
         distances=not args.no_distances,
@@ -130,8 +159,9 @@ def run(args: argparse.Namespace) -> int:
         pred_suffix=args.pred_suffix,
         check_affine=not args.no_affine_check,
         workers=args.workers,
-        progress=progress_enabled(args),
+        max_voxels=args.max_voxels,
     )
+    summary = evaluate_folders(args.pred, args.label, settings, out=out, progress=progress_enabled(args))
     for what, key in (("missing prediction(s)", "missing_predictions"), ("extra prediction(s)", "extra_predictions")):
         if summary[key]:
             sys.stderr.write(f"medseg evaluate: {len(summary[key])} {what}: {', '.join(summary[key][:20])}\n")

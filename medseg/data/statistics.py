@@ -3,7 +3,7 @@
 The margin-calibration loss needs the class frequencies of the training labels (Yu et al., IJCV 2021,
 Algorithm 1: ρ_0k = τ·√(N−N_k)/N_k, ρ_k0 = μ_k·ρ_0k, computed by :func:`medseg.losses.margin_offsets`).
 :func:`count_classes` streams the labels of one split one case at a time, applies the same label mapping as the
-training transforms (:func:`medseg.transforms.labels.resolve_label_map`), drops the ignore index and adds
+training transforms (:class:`medseg.data.label_map.LabelMap`), drops the ignore index and adds
 ``np.bincount`` histograms into an int64 vector, so memory stays at one label file plus a fixed-size chunk
 buffer however many cases there are, and counts stay exact beyond 2**31 pixels. :func:`compute_stats` adds the
 offsets and returns the ``stats.json`` document of DESIGN.md::
@@ -27,9 +27,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +35,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medseg.data.datalist import read_datalist
+from medseg.data.label_map import LabelMap
+from medseg.imageio import read_label
 from medseg.io import write_json
 from medseg.typing import PathLike
 
-__all__ = ["ClassCounts", "compute_stats", "count_classes", "count_label_array", "read_label", "write_stats"]
+__all__ = ["ClassCounts", "compute_stats", "count_classes", "count_label_array", "write_stats"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,62 +69,11 @@ class ClassCounts:
         return int(self.counts.sum())
 
 
-def read_label(path: PathLike) -> np.ndarray:
-    """Read a label file as a single-channel array (values untouched; palette PNGs give their indices).
-
-    NIfTI via nibabel, PNG/JPEG/BMP/TIFF via Pillow, MHA/NRRD via SimpleITK. A colour label whose channels are
-    all equal (e.g. CholecSeg8k watershed masks) gives its first channel; trailing singleton axes are dropped.
-
-    Raises:
-        FileNotFoundError: missing file.
-        ValueError: unreadable/truncated, unknown type, or a colour label with differing channels.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: label file not found")
-    name = p.name.lower()
-    channel_last = False
-    try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            arr = np.asanyarray(nib.load(str(p)).dataobj)  # type: ignore[attr-defined]
-        elif name.endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
-            from PIL import Image
-
-            with Image.open(p) as im:
-                im.load()
-                arr = np.asarray(im)
-            channel_last = arr.ndim == 3
-        elif name.endswith((".mha", ".mhd", ".nrrd")):
-            import SimpleITK as sitk  # noqa: N813
-
-            img = sitk.ReadImage(str(p))
-            arr = sitk.GetArrayFromImage(img)
-            channel_last = img.GetNumberOfComponentsPerPixel() > 1
-        else:
-            raise ValueError(f"{p}: unsupported label file type (use NIfTI, PNG/TIFF/BMP, MHA or NRRD)")
-    except ValueError:
-        raise
-    except Exception as err:  # Pillow/nibabel/SimpleITK raise many types on corrupt or truncated files
-        raise ValueError(f"{p}: unreadable or truncated label file ({type(err).__name__}: {err})") from err
-    arr = np.asarray(arr)
-    if channel_last:
-        if not (arr == arr[..., :1]).all():
-            raise ValueError(
-                f"{p}: colour label with differing channels; labels must hold class indices in one channel"
-            )
-        arr = arr[..., 0]
-    while arr.ndim > 2 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    return arr
-
-
 def count_label_array(
     label: np.ndarray,
     num_classes: int,
     *,
-    mapper: Any = None,
+    mapper: LabelMap | None = None,
     ignore_index: int | None = None,
     source: str = "label",
 ) -> tuple[np.ndarray, int]:
@@ -132,7 +82,8 @@ def count_label_array(
     Args:
         label: integer-valued label array (any shape; float arrays must hold integers).
         num_classes: ``K``; every value (after ``mapper``) other than ``ignore_index`` must lie in ``0..K-1``.
-        mapper: optional elementwise label mapping (a ``MapLabels``), applied chunk by chunk.
+        mapper: optional elementwise label mapping (a :class:`~medseg.data.label_map.LabelMap`), applied chunk by
+            chunk.
         ignore_index: value excluded from the counts.
         source: name for error messages (the file).
 
@@ -186,34 +137,21 @@ def count_label_array(
 
 
 def _label_paths(datalist_path: Path, split: str) -> list[str]:
-    """The label files of one split, resolved against the datalist's folder.
-
-    Parsed here rather than with ``monai.data.load_decathlon_datalist`` because importing ``monai.data`` costs
-    seconds (tens of seconds on a busy machine) and only the ``label`` paths are needed.
-    """
-    if not datalist_path.is_file():
-        raise FileNotFoundError(f"datalist {str(datalist_path)!r} does not exist")
+    """The label files of one split, resolved against the datalist's folder."""
     try:
-        doc = json.loads(datalist_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{datalist_path}: not a valid JSON datalist ({err})") from err
-    if not isinstance(doc, dict):
-        raise ValueError(f"{datalist_path}: a datalist must be a JSON object with 'training'/'validation'/'test'")
-    if split not in doc:
-        lists = sorted(k for k, val in doc.items() if isinstance(val, list))
-        raise ValueError(f"split: {split!r} is not in {datalist_path} (lists there: {lists}); choose one (--split)")
-    items = doc[split]
-    if not isinstance(items, list):
-        raise ValueError(f"{datalist_path}: {split!r} must be a list of entries, got {type(items).__name__}")
-    base = datalist_path.parent
+        entries = read_datalist(datalist_path).split(split)
+    except ValueError as err:
+        if "not found" not in str(err):
+            raise
+        raise ValueError(f"split: {err}; choose one (--split)") from err
     paths: list[str] = []
-    for index, item in enumerate(items):
-        label = item.get("label") if isinstance(item, dict) else None
+    for index, item in enumerate(entries):
+        label = item.get("label")
         if isinstance(label, list) and label:
             label = label[0]
         if not isinstance(label, str):
             raise ValueError(f"{datalist_path}: {split}[{index}] has no 'label' path; statistics need labelled cases")
-        paths.append(os.path.normpath(base / label))
+        paths.append(label)
     if not paths:
         raise ValueError(f"{datalist_path}: split {split!r} is empty; nothing to count")
     return paths
@@ -226,6 +164,7 @@ def count_classes(
     *,
     label_map: str | Mapping[Any, Any] | None = None,
     ignore_index: int | None = None,
+    max_voxels: int | None = None,
     progress: bool = False,
 ) -> ClassCounts:
     """Count pixels per class over the labels of one datalist split, one case at a time.
@@ -237,6 +176,8 @@ def count_classes(
         label_map: the training's label mapping (``MapLabels`` preset, table or inline string); ``None`` counts
             the stored values.
         ignore_index: label value (after mapping) to leave out, e.g. 255.
+        max_voxels: largest voxel count a label header may claim (default
+            :data:`medseg.imageio.DEFAULT_MAX_VOXELS`).
         progress: show a progress bar over cases.
 
     Returns:
@@ -250,16 +191,12 @@ def count_classes(
 
     if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 2:
         raise ValueError(f"num_classes: got {num_classes!r}; give the number of classes K >= 2 (background counts)")
-    mapper = None
-    if label_map is not None:
-        from medseg.transforms.labels import resolve_label_map
-
-        mapper = resolve_label_map(label_map, ignore_index=ignore_index)
+    mapper = None if label_map is None else LabelMap(label_map, ignore_index=ignore_index)
     paths = _label_paths(Path(datalist_path), split)
     total = np.zeros(int(num_classes), dtype=np.int64)
     ignored = 0
     for path in tqdm(paths, desc=f"counting {split}", unit="case", disable=not progress):
-        label = read_label(path)
+        label = read_label(path, max_voxels=max_voxels).array
         counts, n_ign = count_label_array(
             label, int(num_classes), mapper=mapper, ignore_index=ignore_index, source=path
         )
@@ -280,6 +217,7 @@ def compute_stats(
     label_map: str | Mapping[Any, Any] | None = None,
     ignore_index: int | None = None,
     empty: Literal["error", "zero"] = "error",
+    max_voxels: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Class counts of a split plus the margin-calibration offsets: the ``stats.json`` document.
@@ -294,6 +232,7 @@ def compute_stats(
         ignore_index: label value excluded from the counts.
         empty: what :func:`medseg.losses.margin_offsets` does for a class without pixels: ``"error"`` (default)
             raises, naming the class; ``"zero"`` gives it zero offsets (plain margin log-loss for that class).
+        max_voxels: see :func:`count_classes`.
         progress: show a progress bar.
 
     Returns:
@@ -311,7 +250,13 @@ def compute_stats(
     if empty not in ("error", "zero"):
         raise ValueError(f"empty: got {empty!r}; allowed: 'error' (default) or 'zero'")
     result = count_classes(
-        datalist_path, num_classes, split, label_map=label_map, ignore_index=ignore_index, progress=progress
+        datalist_path,
+        num_classes,
+        split,
+        label_map=label_map,
+        ignore_index=ignore_index,
+        max_voxels=max_voxels,
+        progress=progress,
     )
     counts = result.counts
     absent = [k for k in range(len(counts)) if counts[k] == 0]

@@ -17,19 +17,32 @@ Example:
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
-__all__ = ["ConfusionAccumulator", "check_num_classes", "confusion_matrix"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ConfusionAccumulator", "check_num_classes", "confusion_matrix", "is_tensor"]
 
 logger = logging.getLogger(__name__)
 
 #: Elements processed per ``bincount`` call: bounds the temporary int64 arrays to ~32 MiB each, so a
 #: 512x512x600 CT volume does not need gigabytes of scratch memory.
 _CHUNK = 1 << 22
+
+
+def is_tensor(x: Any) -> TypeGuard[torch.Tensor]:
+    """Whether ``x`` is a torch tensor, without importing torch (a tensor exists only once torch is imported).
+
+    The evaluation modules take numpy arrays or tensors; checking this way keeps ``medseg evaluate`` and the other
+    numpy-only callers free of torch's import cost.
+    """
+    torch_module = sys.modules.get("torch")
+    return torch_module is not None and isinstance(x, torch_module.Tensor)
 
 
 def check_num_classes(num_classes: Any) -> int:
@@ -92,6 +105,8 @@ def _confusion_numpy(
 def _confusion_torch(
     pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int | None
 ) -> torch.Tensor:
+    import torch
+
     pred = pred.reshape(-1)
     label = label.reshape(-1)
     if ignore_index is not None:
@@ -110,7 +125,9 @@ def _confusion_torch(
 
 
 def _check_integral(x: Any, name: str) -> None:
-    if isinstance(x, torch.Tensor):
+    if is_tensor(x):
+        import torch
+
         if x.is_floating_point() and x.numel() and not bool(torch.equal(x, torch.round(x))):
             raise ValueError(
                 f"{name} must hold integer class labels, got non-integer floats (dtype {x.dtype}); "
@@ -160,7 +177,9 @@ def confusion_matrix(
     """
     num_classes = check_num_classes(num_classes)
     ignore_index = _check_ignore_index(ignore_index, num_classes)
-    if isinstance(pred, torch.Tensor) or isinstance(label, torch.Tensor):
+    if is_tensor(pred) or is_tensor(label):
+        import torch
+
         p = torch.as_tensor(pred)
         t = torch.as_tensor(label, device=p.device)
         p = p.as_tensor() if hasattr(p, "as_tensor") else p
@@ -175,7 +194,7 @@ def confusion_matrix(
         p = p.to(torch.uint8) if p.dtype == torch.bool else p
         t = t.to(torch.uint8) if t.dtype == torch.bool else t
         out = _confusion_torch(p, t, num_classes, ignore_index)
-        return out if isinstance(pred, torch.Tensor) else out.cpu().numpy()
+        return out if is_tensor(pred) else out.cpu().numpy()
     p_np = np.asarray(pred)
     t_np = np.asarray(label)
     if p_np.size != t_np.size:
@@ -216,7 +235,7 @@ class ConfusionAccumulator:
     def update(self, pred: Any, label: Any) -> npt.NDArray[np.int64]:
         """Add one case (or batch); returns that case's own matrix (useful for per-case metrics)."""
         cm = confusion_matrix(pred, label, self.num_classes, ignore_index=self.ignore_index)
-        cm_np = cm.cpu().numpy() if isinstance(cm, torch.Tensor) else cm
+        cm_np = cm.cpu().numpy() if is_tensor(cm) else cm
         self.matrix += cm_np
         self.num_updates += 1
         return cm_np

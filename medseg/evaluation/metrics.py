@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
+
+from medseg.evaluation.confusion import is_tensor
 
 __all__ = [
     "counts",
@@ -51,7 +52,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _as_matrix(cm: Any) -> npt.NDArray[np.float64]:
-    if isinstance(cm, torch.Tensor):
+    if is_tensor(cm):
         cm = cm.detach().cpu().numpy()
     m = np.asarray(cm)
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:

@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from scipy import ndimage
-from scipy.spatial import cKDTree
+
+from medseg.evaluation.confusion import is_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["squeeze_spatial", "surface_distances", "surface_metrics_per_class"]
 
@@ -108,8 +110,8 @@ def surface_distances(
     Raises:
         ValueError: shapes differ, masks are not 2D/3D, or spacing/percentile are invalid.
     """
-    p = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    g = label.detach().cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    p = pred.detach().cpu().numpy() if is_tensor(pred) else np.asarray(pred)
+    g = label.detach().cpu().numpy() if is_tensor(label) else np.asarray(label)
     if p.shape != g.shape:
         raise ValueError(f"pred and label masks must have the same shape, got {p.shape} and {g.shape}")
     if not 0.0 <= percentile <= 100.0:
@@ -135,6 +137,8 @@ def surface_distances(
 
 def _edges(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """Boundary voxels: the mask minus its erosion by the face-connected cross (outside the array counts as 0)."""
+    from scipy import ndimage
+
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
@@ -149,6 +153,8 @@ def _directed_distances(
     because MONAI's version wraps every case in MetaTensor crop/pad transforms that cost ~0.2-0.6 s per 2D mask,
     far more than the maths, which matters for thousands of cases times several classes.
     """
+    from scipy.spatial import cKDTree
+
     union = p | g
     box = []
     for axis in range(union.ndim):
@@ -223,5 +229,7 @@ def _class_boxes(arr: npt.NDArray[Any], classes: Sequence[int]) -> dict[int, tup
     lo = arr.min()
     if lo < 0:
         return None
+    from scipy import ndimage
+
     objs = ndimage.find_objects(arr if arr.dtype.kind != "b" else arr.astype(np.uint8), max_label=max(classes))
     return {c: objs[c - 1] for c in classes if c - 1 < len(objs) and objs[c - 1] is not None}

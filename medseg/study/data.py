@@ -3,7 +3,7 @@
 Converters (``study.data.converter``):
 
 - ``slices2d``: 2D CT slice folders (``source/<images>``, ``source/<masks>``) through
-  :func:`data_tools.slices2d.convert_slices`.
+  :func:`medseg.data.slices2d.convert_slices`.
 - ``instruments``: the shared endoscopic frames with tool masks pooled into one binary instrument dataset
   (:func:`convert_instruments`): CholecSeg8k (watershed 31 grasper, 32 L-hook), SegCol (127/128/129 tools) and
   the EndoVis 2017 sample (left/right part masks > 0, challenge crop); each frame's ``group`` is its clip.
@@ -76,13 +76,13 @@ def convert_instruments(
         CholecSeg8k's watershed value 255 (unlabelled border pixels) is written as background: the bundles have
         no ignore label, and these pixels lie on the black frame border where no instrument is.
     """
-    from data_tools.datalist import write_datalist
+    from medseg.data.datalist import write_datalist
 
     splits: dict[str, list[dict[str, Any]]] = {"training": []}
     clips: dict[str, Any] = {}
 
     def emit(clip: str, frames: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
-        from data_tools._images import write_png
+        from medseg.imageio import write_png
 
         fg = 0
         total = 0
@@ -149,7 +149,7 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
     opts = dict(spec.options)
     info: dict[str, Any] = {"converter": spec.converter, "source": None if spec.source is None else str(spec.source)}
     if spec.converter == "slices2d":
-        from data_tools.slices2d import convert_slices
+        from medseg.data.slices2d import convert_slices
 
         assert spec.source is not None  # validated by the config
         report = convert_slices(
@@ -158,9 +158,9 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
             data_dir,
             **opts,
         )
-        failed = getattr(report, "failed", None)
-        if failed:
-            raise ValueError(f"converting {spec.source} failed for {len(failed)} slice(s), first: {failed[0]}")
+        if not report.ok:
+            lines = report.failure_lines()
+            raise ValueError(f"converting {spec.source} failed for {len(lines)} slice(s), first: {lines[0]}")
     elif spec.converter == "instruments":
         assert spec.source is not None
         info.update(
@@ -187,7 +187,7 @@ def prepare_data(spec: DataSpec, data_dir: Path) -> Path:
         assert spec.source is not None
         if not spec.source.is_file():
             raise FileNotFoundError(f"data.source datalist {str(spec.source)!r} not found")
-        from data_tools.datalist import read_datalist, write_datalist
+        from medseg.data.datalist import read_datalist, write_datalist
 
         dl = read_datalist(spec.source)
         write_datalist(datalist, {k: [dict(e) for e in v] for k, v in dl.splits.items()}, metadata=dl.metadata)

@@ -178,7 +178,7 @@ def _test_copies(datalist: Path, refs: Path, inputs: Path) -> list[Path]:
     when two test images share a stem, e.g. frame numbers of different clips).
     """
     from medseg.data import load_datalist
-    from medseg.evaluation.evaluate import case_id
+    from medseg.evaluation.cases import case_id
 
     items = load_datalist(datalist, "test")
     if not items:
@@ -235,9 +235,9 @@ def score_case(pred: np.ndarray, ref: np.ndarray, num_classes: int, foreground: 
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    from medseg.evaluation.evaluate import read_segmentation
+    from medseg.imageio import read_label
 
-    return np.asarray(read_segmentation(path).array)
+    return np.asarray(read_label(path).array)
 
 
 def _evaluate(

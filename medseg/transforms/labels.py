@@ -1,24 +1,9 @@
-"""Label-value mapping: raw annotation codes -> training class indices.
+"""MONAI transforms of the label-value mapping: raw annotation codes -> training class indices.
 
-Clinical label files rarely store class indices directly: binary masks are saved as 0/255, EndoVis
-2017 part masks use 10/20/30/40, palette PNGs store indices 0/1/2. :class:`MapLabels` turns such codes
-into ``0..K-1`` (plus an optional ignore index), refusing values it was not told about so that a wrong
-preset fails loudly instead of silently training on garbage.
-
-The same mapping object is used by the training pipelines (:class:`MapLabelsd` inside the Compose
-factories) and by ``medseg-data stats`` (through :func:`resolve_label_map`), so class statistics are
-counted on exactly the labels the loss sees.
-
-Presets (``LABEL_MAP_PRESETS``):
-
-==================== ===================================================================================
-``identity``         values pass through unchanged (no check)
-``binary``           0 -> 0, every value > 0 -> 1 (the ignore index, if given, is kept)
-``binary255``        0 -> 0, 255 -> 1 (8-bit binary masks such as the COVID-19 ``gt_binary`` PNGs)
-``endovis_binary``   0 -> 0; 10, 20, 30, 40 -> 1 (EndoVis 2017 instrument vs background)
-``endovis_parts``    0 -> 0, 10 -> 1 shaft, 20 -> 2 wrist, 30 -> 3 claspers, 40 -> 4 probe
-``covid_multiclass`` 0 -> 0, 1 -> 1 ground-glass opacity, 2 -> 2 consolidation (palette indices kept)
-==================== ===================================================================================
+The mapping itself (presets, parsing, the NumPy look-up) is :class:`medseg.data.label_map.LabelMap`, shared with
+``medseg-data stats``/``check`` and ``medseg evaluate`` so that a specification means the same everywhere.
+:class:`MapLabels` applies it to tensors too (on their device) and :class:`MapLabelsd` inside the Compose
+factories, so class statistics are counted on exactly the labels the loss sees.
 
 Example:
     >>> import numpy as np
@@ -32,10 +17,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -44,81 +27,11 @@ from monai.transforms.transform import MapTransform, Transform
 from monai.utils.enums import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type
 
+from medseg.data.label_map import _LUT_MAX_RANGE, _MAX_LISTED, LABEL_MAP_PRESETS, LabelMap, LabelMapSpec
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LABEL_MAP_PRESETS", "LabelMapSpec", "MapLabels", "MapLabelsd", "resolve_label_map"]
-
-#: What a label mapping can be given as: a preset name, an inline ``"src:dst,src:dst"`` / JSON string,
-#: a mapping (JSON object keys may be strings of integers), or ``None`` (identity).
-LabelMapSpec = str | Mapping[Any, int] | None
-
-_Rule = Literal["identity", "positive"]
-
-#: Named presets: a source -> target table or a rule ("identity"; "positive": x > 0 -> 1).
-LABEL_MAP_PRESETS: dict[str, dict[int, int] | _Rule] = {
-    "identity": "identity",
-    "binary": "positive",
-    "binary255": {0: 0, 255: 1},
-    "endovis_binary": {0: 0, 10: 1, 20: 1, 30: 1, 40: 1},
-    "endovis_parts": {0: 0, 10: 1, 20: 2, 30: 3, 40: 4},
-    "covid_multiclass": {0: 0, 1: 1, 2: 2},
-}
-
-_MAX_LISTED = 10  # how many offending values an error message lists
-_LUT_MAX_RANGE = 1 << 20  # label value ranges up to this size are mapped with a look-up table
-
-
-def _as_int(value: Any, what: str, spec: Any) -> int:
-    """Parse one mapping key or value as an integer (JSON object keys arrive as strings)."""
-    if isinstance(value, bool):
-        raise TypeError(f"label mapping {spec!r}: {what} {value!r} is a bool; use integers")
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError as err:
-            raise ValueError(
-                f"label mapping {spec!r}: {what} {value!r} is not an integer; write e.g. {{'255': 1}}"
-            ) from err
-    raise TypeError(
-        f"label mapping {spec!r}: {what} {value!r} ({type(value).__name__}) is not an integer; "
-        "mappings go from integer source values to integer class indices"
-    )
-
-
-def _parse_table(spec: Any) -> dict[int, int]:
-    if not isinstance(spec, Mapping) or not spec:
-        raise ValueError(f"label mapping must be a non-empty mapping of source value -> class, got {spec!r}")
-    table: dict[int, int] = {}
-    for key, value in spec.items():
-        src = _as_int(key, "source value", spec)
-        if src in table:
-            raise ValueError(f"label mapping {spec!r}: source value {src} appears twice; keep one entry")
-        table[src] = _as_int(value, f"target of {key!r}", spec)
-    return table
-
-
-def _parse_inline(spec: str) -> dict[int, int]:
-    """Parse ``"0:0,255:1"`` (CLI-friendly) or a JSON object string."""
-    text = spec.strip()
-    if text.startswith("{"):
-        try:
-            return _parse_table(json.loads(text))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"label mapping {spec!r} looks like JSON but does not parse: {err}") from err
-    pairs: dict[str, str] = {}
-    for part in text.split(","):
-        if part.count(":") != 1:
-            raise ValueError(
-                f"label mapping {spec!r}: cannot read {part!r}; write 'src:dst' pairs separated by commas "
-                f"(e.g. '0:0,255:1') or use a preset: {sorted(LABEL_MAP_PRESETS)}"
-            )
-        src, dst = part.split(":")
-        pairs[src] = dst
-    return _parse_table(pairs)
 
 
 class MapLabels(Transform):
@@ -153,57 +66,20 @@ class MapLabels(Transform):
         ignore_index: int | None = None,
         dtype: str | None = None,
     ) -> None:
-        self.name = mapping if isinstance(mapping, str) else "custom"
-        self.table: dict[int, int] | None
-        self.rule: _Rule | None
-        if mapping is None:
-            mapping = "identity"
-            self.name = "identity"
-        if isinstance(mapping, str) and mapping in LABEL_MAP_PRESETS:
-            preset = LABEL_MAP_PRESETS[mapping]
-            self.table, self.rule = (None, preset) if isinstance(preset, str) else (dict(preset), None)
-        elif isinstance(mapping, str):
-            if ":" not in mapping and not mapping.strip().startswith("{"):
-                import difflib
-
-                close = difflib.get_close_matches(mapping, LABEL_MAP_PRESETS, n=3)
-                hint = f"; did you mean {close}?" if close else ""
-                raise ValueError(
-                    f"label mapping {mapping!r} is not a preset (presets: {sorted(LABEL_MAP_PRESETS)}) nor a "
-                    f"'src:dst,...' table{hint}"
-                )
-            self.table, self.rule = _parse_inline(mapping), None
-        else:
-            self.table, self.rule = _parse_table(mapping), None
-        self.default = None if default is None else _as_int(default, "default", mapping)
-        self.ignore_index = None if ignore_index is None else _as_int(ignore_index, "ignore_index", mapping)
-        if self.table is not None and self.ignore_index is not None and self.ignore_index in self.table:
-            raise ValueError(
-                f"ignore_index={self.ignore_index} is also a source value of the label mapping {mapping!r}; "
-                "an ignored value cannot be mapped: drop it from the table or choose another ignore_index"
-            )
-        if dtype is not None:
-            try:
-                np.dtype(dtype)
-            except TypeError as err:
-                raise ValueError(f"dtype={dtype!r} is not a numpy dtype name; use e.g. 'int64' or 'uint8'") from err
-        self.dtype = dtype
+        self.map = LabelMap(mapping, default=default, ignore_index=ignore_index, dtype=dtype)
+        self.name, self.table, self.rule = self.map.name, self.map.table, self.map.rule
+        self.default, self.ignore_index, self.dtype = self.map.default, self.map.ignore_index, self.map.dtype
 
     # ----------------------------------------------------------------------------------------------- info
     @property
     def source_values(self) -> tuple[int, ...] | None:
         """Source values the table knows (``None`` for rule presets such as ``binary``)."""
-        return None if self.table is None else tuple(sorted(self.table))
+        return self.map.source_values
 
     @property
     def class_values(self) -> tuple[int, ...] | None:
         """Class indices the mapping can produce, excluding ``ignore_index`` (``None`` for ``identity``)."""
-        if self.rule == "identity":
-            return None
-        values = {0, 1} if self.rule == "positive" else set((self.table or {}).values())
-        if self.default is not None:
-            values.add(self.default)
-        return tuple(sorted(values))
+        return self.map.class_values
 
     def __repr__(self) -> str:
         return (
@@ -214,73 +90,29 @@ class MapLabels(Transform):
     # ----------------------------------------------------------------------------------------------- maths
     def map_values(self, values: Sequence[int]) -> list[int]:
         """Map a list of distinct integer source values; raises for unknown ones when ``default`` is None."""
-        out: list[int] = []
-        unknown: list[int] = []
-        for v in values:
-            if (self.ignore_index is not None and v == self.ignore_index) or self.rule == "identity":
-                out.append(v)
-            elif self.rule == "positive":
-                if v >= 0:
-                    out.append(int(v > 0))
-                elif self.default is not None:
-                    out.append(self.default)
-                else:
-                    unknown.append(v)
-            elif self.table is not None and v in self.table:
-                out.append(self.table[v])
-            elif self.default is not None:
-                out.append(self.default)
-            else:
-                unknown.append(v)
-        if unknown:
-            listed = ", ".join(str(v) for v in unknown[:_MAX_LISTED])
-            more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
-            known = "values >= 0" if self.rule == "positive" else f"{self.source_values}"
-            ignore = f" (ignore_index {self.ignore_index} passes through)" if self.ignore_index is not None else ""
-            raise ValueError(
-                f"label mapping {self.name!r}: label values [{listed}]{more} are not in the mapping, "
-                f"which knows {known}{ignore}; pass default=<class> to map unknown values, set "
-                "ignore_index, or choose the preset that matches these label files"
-            )
-        return out
+        return self.map.map_values(values)
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Return ``img`` with every value replaced by its class index."""
+        if not isinstance(img, torch.Tensor):
+            return self.map(img)
         if self.rule == "identity" and self.dtype is None:
             return img
-        if isinstance(img, torch.Tensor):
-            arr = img.as_tensor() if hasattr(img, "as_tensor") else img
-            floating = arr.is_floating_point()
-            if floating:
-                bad = ~torch.isfinite(arr) | (arr != torch.round(arr))
-                if bool(bad.any()):
-                    raise self._non_integer_error(arr[bad][:_MAX_LISTED].tolist(), int(bad.sum()))
-            if self.rule == "identity" or arr.numel() == 0:
-                out_t = arr
-            else:
-                out_t, mapped = self._lookup_torch(arr)
-                out_t = out_t.to(self._out_torch_dtype(arr.dtype, mapped))
-            if self.dtype is not None:
-                out_t = out_t.to(getattr(torch, np.dtype(self.dtype).name))
-            return convert_to_dst_type(out_t, img, dtype=out_t.dtype)[0]
-        a = np.asarray(img)
-        if np.issubdtype(a.dtype, np.floating):
-            bad_np = ~np.isfinite(a) | (a != np.round(a))
-            if bad_np.any():
-                raise self._non_integer_error(a[bad_np][:_MAX_LISTED].tolist(), int(bad_np.sum()))
-        elif not np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_:
-            raise TypeError(f"MapLabels expects a numeric label array, got dtype {a.dtype}")
-        if self.rule == "identity" or a.size == 0:
-            out_np = a
+        arr = img.as_tensor() if hasattr(img, "as_tensor") else img
+        if arr.is_floating_point():
+            bad = ~torch.isfinite(arr) | (arr != torch.round(arr))
+            if bool(bad.any()):
+                raise self.map.non_integer_error(arr[bad][:_MAX_LISTED].tolist(), int(bad.sum()))
+        if self.rule == "identity" or arr.numel() == 0:
+            out_t = arr
         else:
-            out_np, mapped = self._lookup_numpy(a)
-            out_np = out_np.astype(self._out_numpy_dtype(a.dtype, mapped), copy=False)
+            out_t, mapped = self._lookup_torch(arr)
+            out_t = out_t.to(self._out_torch_dtype(arr.dtype, mapped))
         if self.dtype is not None:
-            out_np = out_np.astype(self.dtype, copy=False)
-        return out_np
+            out_t = out_t.to(getattr(torch, np.dtype(self.dtype).name))
+        return convert_to_dst_type(out_t, img, dtype=out_t.dtype)[0]
 
-    # A dense look-up table over [min, max] maps in O(n); np/torch.unique sort (O(n log n), ~10x slower on
-    # CT-sized volumes) and are kept for labels whose value range is too wide for a table.
+    # The same dense look-up table as :class:`medseg.data.label_map.LabelMap`, on the tensor's device.
     def _lookup_torch(self, arr: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         lo, hi = int(arr.min()), int(arr.max())
         if hi - lo < _LUT_MAX_RANGE:
@@ -294,38 +126,6 @@ class MapLabels(Transform):
         uniq, inverse = torch.unique(arr, return_inverse=True)
         mapped = self.map_values([int(v) for v in uniq.tolist()])
         return torch.as_tensor(mapped, dtype=torch.int64, device=arr.device)[inverse], mapped
-
-    def _lookup_numpy(self, a: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        lo, hi = int(a.min()), int(a.max())
-        if hi - lo < _LUT_MAX_RANGE:
-            idx = a.astype(np.int64) - lo
-            present = np.bincount(idx.reshape(-1), minlength=hi - lo + 1) > 0
-            values = (np.flatnonzero(present) + lo).tolist()
-            mapped = self.map_values(values)
-            lut = np.zeros(hi - lo + 1, dtype=np.int64)
-            lut[present] = mapped
-            return lut[idx], mapped
-        uniq, inverse = np.unique(a, return_inverse=True)
-        mapped = self.map_values([int(v) for v in uniq.tolist()])
-        return np.asarray(mapped, dtype=np.int64)[inverse.reshape(a.shape)], mapped
-
-    def _non_integer_error(self, examples: list[float], count: int) -> ValueError:
-        shown = ", ".join(f"{v:g}" for v in examples)
-        return ValueError(
-            f"label mapping {self.name!r}: the label has {count} non-integer or non-finite values "
-            f"(e.g. {shown}); labels must be resampled with nearest-neighbour interpolation and saved "
-            "losslessly (PNG, not JPEG)"
-        )
-
-    @staticmethod
-    def _out_numpy_dtype(in_dtype: np.dtype[Any], mapped: list[int]) -> np.dtype[Any]:
-        if np.issubdtype(in_dtype, np.floating):
-            return in_dtype
-        if in_dtype != np.bool_ and np.issubdtype(in_dtype, np.integer):
-            info = np.iinfo(in_dtype)
-            if not mapped or (info.min <= min(mapped) and max(mapped) <= info.max):
-                return in_dtype
-        return np.dtype(np.int64)
 
     @staticmethod
     def _out_torch_dtype(in_dtype: torch.dtype, mapped: list[int]) -> torch.dtype:

@@ -7,11 +7,11 @@ import random
 from pathlib import Path
 
 import pytest
-from _convert_factory import run_cli, write_datalist
+from _data_factory import run_cli, write_datalist
 from hypothesis import given
 from hypothesis import strategies as st
 
-from data_tools.split import assign_sizes, split_datalist, split_entries
+from medseg.data.split import assign_sizes, split_datalist, split_entries
 
 
 def _cases(n_cases: int, per_case: int) -> list[dict]:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _convert_factory import label_datalist, run_cli, save_gray, write_datalist
+from _data_factory import label_datalist, run_cli, save_gray, write_datalist
 
 import medseg.data.statistics as stats_mod
-from medseg.data.statistics import compute_stats, count_classes, count_label_array, read_label
+from medseg.data.statistics import compute_stats, count_classes, count_label_array
+from medseg.imageio import LoadedImage, read_label
 
 STATS_KEYS = {
     "num_classes",
@@ -70,12 +71,13 @@ def test_count_classes_over_png_and_nifti_datalists(tmp_path: Path) -> None:
         split="validation",
     )
     assert count_classes(nii, 3, "validation").counts.tolist() == [4, 3, 5]
-    with pytest.raises(ValueError, match=r"'training' is not in .*lists there: \['validation'\]"):
+    with pytest.raises(
+        ValueError, match=r"split 'training' not found; the datalist has \['validation'\]; choose one \(--split\)"
+    ):
         count_classes(nii, 3)
 
 
 def test_label_map_as_training_and_ignore_index(tmp_path: Path) -> None:
-    pytest.importorskip("medseg.transforms.labels")
     parts = np.array([[0, 10, 20], [30, 40, 255]], np.uint8)
     path = label_datalist(tmp_path, [parts, parts])
     res = count_classes(path, 5, label_map="endovis_parts", ignore_index=255)
@@ -90,7 +92,7 @@ def test_label_map_as_training_and_ignore_index(tmp_path: Path) -> None:
 def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     path = label_datalist(tmp_path, [np.zeros((2, 2), np.uint8)])
     (tmp_path / "labels" / "c0.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(ValueError, match=r"c0\.png: unreadable or truncated label"):
+    with pytest.raises(ValueError, match=r"c0\.png: unreadable or truncated image"):
         count_classes(path, 2)
     (tmp_path / "labels" / "c0.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"c0\.png"):
@@ -110,7 +112,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
         read_label(tmp_path / "rgb.png")
     same = np.dstack([np.eye(2, dtype=np.uint8)] * 3)
     save_gray(tmp_path / "gray_rgb.png", same)
-    np.testing.assert_array_equal(read_label(tmp_path / "gray_rgb.png"), np.eye(2))
+    np.testing.assert_array_equal(read_label(tmp_path / "gray_rgb.png").array, np.eye(2))
 
 
 def test_memory_stays_flat_as_cases_grow(tmp_path: Path) -> None:
@@ -188,7 +190,8 @@ def test_counts_beyond_int32(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     # 2 cases x 2**30 + 7 pixels of class 1 (a zero-stride view, no real memory): the sum exceeds 2**31 - 1
     path = label_datalist(tmp_path, [np.ones((2, 2), np.uint8)] * 2)
     big = np.broadcast_to(np.uint8(1), (2**30 + 7,))
-    monkeypatch.setattr(stats_mod, "read_label", lambda p: big)
+    loaded = LoadedImage(big, None, None, "pixel", "raster")
+    monkeypatch.setattr(stats_mod, "read_label", lambda p, max_voxels=None: loaded)
     result = count_classes(path, 2)
     assert result.counts.tolist() == [0, 2 * (2**30 + 7)]
     assert result.num_pixels > 2**31

@@ -11,9 +11,10 @@ All entries of the input datalist (its ``training``, ``validation`` and ``test``
   folder name.
 * ``by="frame-order"``: no shuffling; entries are ordered and cut into consecutive blocks. ``order="frame"``
   (default) sorts by (frame number, sequence), so with 8 sequences of 225 frames and counts 1200/200/400 every
-  sequence gives frames 0-149 to training, 150-174 to validation and 175-224 to test; this is how the 002
-  paper's "sequentially split into 1,200, 200 and 400 images according to the frame index" reads when applied
-  to EndoVis 2017's 8x225 frames. ``order="sequence"`` sorts by (sequence, frame) (whole sequences first),
+  sequence gives frames 0-149 to training, 150-174 to validation and 175-224 to test; this is how "sequentially
+  split into 1,200, 200 and 400 images according to the frame index" (Li, Yu and Zhang, *Distribution-aware
+  Margin Calibration for Medical Image Segmentation*, robotic-instrument experiments) reads when applied to
+  EndoVis 2017's 8x225 frames. ``order="sequence"`` sorts by (sequence, frame) (whole sequences first),
   ``order="datalist"`` keeps the pooled file order.
 
 Sizes are ``fractions`` (default 0.7/0.15/0.15; rounded by largest remainder so they sum to the number of
@@ -34,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from data_tools._images import file_stem, natural_key
-from data_tools.datalist import SPLITS, read_datalist, write_datalist
+from medseg.data.datalist import SPLITS, read_datalist, write_datalist
+from medseg.imageio import file_stem, natural_key
 from medseg.typing import PathLike
 
 __all__ = ["SplitSummary", "assign_sizes", "split_datalist", "split_entries"]

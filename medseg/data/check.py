@@ -7,6 +7,7 @@ kind                      meaning
 ========================= ====================================================================================
 ``missing``               the file does not exist
 ``unreadable``            not an image/NIfTI, truncated or corrupt
+``too-large``             the header claims more voxels than the limit (checked before reading any data)
 ``geometry``              image and label spatial shapes differ, or (both NIfTI/volumes) their affines differ
                           (spacing, origin or direction beyond 1e-3 mm / 1e-4 relative)
 ``label-values``          label values outside ``0..num_classes-1`` (the ignore index excepted), negative
@@ -19,7 +20,8 @@ kind                      meaning
 ``duplicate``             the same image listed twice (in one split, or in two: a leak between splits)
 ========================= ====================================================================================
 
-Readers: NIfTI with nibabel, PNG/JPEG/BMP/TIFF with Pillow, MHA/NRRD with SimpleITK.
+Files are read with :func:`medseg.imageio.read_image` (NIfTI with nibabel, PNG/JPEG/BMP/TIFF with Pillow, MHA/NRRD
+with SimpleITK), which checks each header's claimed size before reading its data.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from data_tools._images import LoadedArray, read_array
-from data_tools.datalist import read_datalist
+from medseg.data.datalist import read_datalist
+from medseg.data.label_map import LabelMap
+from medseg.imageio import ImageSizeError, LoadedImage, read_image
 from medseg.typing import PathLike
 
 __all__ = ["CheckReport", "Problem", "check_datalist"]
@@ -100,18 +103,19 @@ def _values_text(values: Iterable[Any]) -> str:
     return shown + (f", ... ({len(vals)} in all)" if len(vals) > _MAX_VALUES else "")
 
 
-def _load(path: str, problems: list[Problem]) -> LoadedArray | None:
+def _load(path: str, problems: list[Problem], max_voxels: int | None) -> LoadedImage | None:
     try:
-        return read_array(path)
+        return read_image(path, max_voxels=max_voxels)
     except FileNotFoundError:
         problems.append(Problem(path, "missing", "file not found"))
     except ValueError as err:
         msg = str(err)
-        problems.append(Problem(path, "unreadable", msg[len(path) + 2 :] if msg.startswith(path) else msg))
+        kind = "too-large" if isinstance(err, ImageSizeError) else "unreadable"
+        problems.append(Problem(path, kind, msg[len(path) + 2 :] if msg.startswith(path) else msg))
     return None
 
 
-def _check_image(path: str, img: LoadedArray, problems: list[Problem]) -> None:
+def _check_image(path: str, img: LoadedImage, problems: list[Problem]) -> None:
     a = img.array
     if a.size == 0:
         problems.append(Problem(path, "empty", f"no pixels (shape {a.shape})"))
@@ -128,7 +132,7 @@ def _check_image(path: str, img: LoadedArray, problems: list[Problem]) -> None:
         problems.append(Problem(path, "constant", f"every pixel is {lo.item()!r} (shape {a.shape})"))
 
 
-def _label_array(path: str, lbl: LoadedArray, problems: list[Problem]) -> np.ndarray | None:
+def _label_array(path: str, lbl: LoadedImage, problems: list[Problem]) -> np.ndarray | None:
     a = lbl.array
     if lbl.channel_last:
         chans = a.reshape(-1, a.shape[-1])
@@ -147,7 +151,7 @@ def _label_array(path: str, lbl: LoadedArray, problems: list[Problem]) -> np.nda
     return a
 
 
-def _spatial(img: LoadedArray, label_ndim: int) -> tuple[int, ...]:
+def _spatial(img: LoadedImage, label_ndim: int) -> tuple[int, ...]:
     shape = img.spatial_shape
     if img.affine is not None and len(shape) == label_ndim + 1:  # channel-last volume (x, y, z, c)
         shape = shape[:label_ndim]
@@ -206,7 +210,7 @@ def _check_label_values(
 
 
 def _check_geometry(
-    image_path: str, img: LoadedArray, label_path: str, lbl: LoadedArray, a: np.ndarray, problems: list[Problem]
+    image_path: str, img: LoadedImage, label_path: str, lbl: LoadedImage, a: np.ndarray, problems: list[Problem]
 ) -> None:
     spatial = _spatial(img, a.ndim)
     if spatial != tuple(a.shape):
@@ -244,6 +248,7 @@ def check_datalist(
     label_map: str | Mapping[Any, Any] | None = None,
     ignore_index: int | None = None,
     splits: Iterable[str] | None = None,
+    max_voxels: int | None = None,
     progress: bool = False,
 ) -> CheckReport:
     """Check every image/label of a datalist and report the problems found (module docstring table).
@@ -252,10 +257,12 @@ def check_datalist(
         datalist: the datalist JSON.
         num_classes: declared number of classes ``K``; label values must lie in ``0..K-1`` (after
             ``label_map``). ``None``: only integrality and non-negativity are checked.
-        label_map: the training's label mapping (a ``medseg.transforms.labels`` preset, table or inline string),
+        label_map: the training's label mapping (a :mod:`medseg.data.label_map` preset, table or inline string),
             applied before the value check; values it does not know are reported.
         ignore_index: a label value allowed besides the classes (e.g. 255 for unlabelled pixels).
         splits: which splits to check (default: all present).
+        max_voxels: largest voxel count a header may claim before its file is read (default
+            :data:`medseg.imageio.DEFAULT_MAX_VOXELS`); larger files are reported as ``too-large``.
         progress: show a progress bar over entries.
 
     Returns:
@@ -274,13 +281,8 @@ def check_datalist(
     missing = [s for s in names if s not in dl.splits]
     if missing:
         raise ValueError(f"splits: {missing} not in {dl.path} (it has {sorted(dl.splits)})")
-    mapper = None
-    if label_map is not None:
-        from medseg.transforms.labels import resolve_label_map
-
-        mapper = resolve_label_map(label_map, ignore_index=ignore_index)
-    assert dl.path is not None
-    report = CheckReport(datalist=dl.path, entries={s: len(dl.splits[s]) for s in names})
+    mapper = None if label_map is None else LabelMap(label_map, ignore_index=ignore_index)
+    report = CheckReport(datalist=dl.path or Path(datalist).absolute(), entries={s: len(dl.splits[s]) for s in names})
     if not len(dl):
         report.problems.append(Problem(str(dl.path), "empty", "the datalist has no entries"))
         return report
@@ -296,10 +298,10 @@ def check_datalist(
             )
         first_seen.setdefault(image_path, where)
         images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
-        loaded_images: list[tuple[str, LoadedArray]] = []
+        loaded_images: list[tuple[str, LoadedImage]] = []
         for p in images:
             files.add(p)
-            img = _load(p, report.problems)
+            img = _load(p, report.problems, max_voxels)
             if img is not None:
                 _check_image(p, img, report.problems)
                 loaded_images.append((p, img))
@@ -307,7 +309,7 @@ def check_datalist(
             continue
         label_path = _first_path(entry["label"])
         files.add(label_path)
-        lbl = _load(label_path, report.problems)
+        lbl = _load(label_path, report.problems, max_voxels)
         if lbl is None:
             continue
         arr = _label_array(label_path, lbl, report.problems)

@@ -1,9 +1,9 @@
 """2D CT slice folders (image files + mask files) -> NIfTI or PNG pairs with integer labels + a datalist.
 
-The layout this converts is the one of the MedSeg/Inf-Net COVID-19 release
-(``../shared/data/covid19_ct_infection_medseg_infnet``): a folder of 8-bit slice images (JPEG, already
-windowed, not HU) and a folder of masks with the same stems, either binary 0/255 (``gt_binary``) or palette
-images whose raw indices are the classes 0/1/2 (``gt_multiclass``).
+The layout this converts is the one of the MedSeg COVID-19 CT slices as released with Inf-Net (Fan et al.,
+"Inf-Net: Automatic COVID-19 Lung Infection Segmentation from CT Images", IEEE TMI 2020): a folder of 8-bit
+slice images (JPEG, already windowed, not HU) and a folder of masks with the same stems, either binary 0/255
+(``gt_binary``) or palette images whose raw indices are the classes 0/1/2 (``gt_multiclass``).
 
 Output (``OUT_DIR``)::
 
@@ -17,15 +17,18 @@ Conventions:
     * Arrays are ``(H, W)`` in the NumPy/Pillow order (row, column), for NIfTI too: voxel ``(i, j)`` of
       the 2D NIfTI is row ``i``, column ``j`` of the source image, so ``np.asarray(nib.load(p).dataobj)``
       equals ``np.asarray(PIL.Image.open(src))``. The affine is diagonal, ``diag(sy, sx, 1, 1)`` with the
-      ``spacing`` (default 1 mm, since JPEG slices carry no spacing), origin 0.
+      ``spacing``, origin 0. JPEG slices carry no spacing: without ``spacing`` the zooms are 1 and the units
+      are left unspecified, which :mod:`medseg.imageio` reads as pixel units (so ``medseg evaluate`` reports
+      distances in pixels, not in a millimetre it cannot know); with ``spacing`` the units are recorded as mm.
     * Image intensities are kept as given: 8-bit JPEG/PNG values 0-255 are stored as uint8 by default
       (lossless, a quarter of float32's size; the training transforms cast to float32 anyway), or as
       float32 with ``image_dtype="float32"``. Colour images are converted to grayscale (Pillow's ITU-R 601
       luma) with a warning unless their three channels are equal.
     * Labels: ``mask_type="binary"`` maps 0/255 (or 0/1) to 0/1 and rejects any other value (anti-aliased
       or JPEG-compressed masks: give ``threshold``); ``"palette"`` keeps the raw indices (palette or
-      grayscale images); ``label_map`` (a ``medseg.transforms.labels`` preset or a ``{source: target}``
-      dict) is applied to the raw values afterwards, exactly as the training transform would.
+      grayscale images); ``label_map`` (a :mod:`medseg.data.label_map` preset or a ``{source: target}``
+      dict) is applied to the raw values afterwards, exactly as the training transform would. PNG labels are
+      written as palette images: the stored values are the classes, the palette makes them visible.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from data_tools._images import IMAGE_SUFFIXES, file_stem, natural_key, open_image, write_nifti, write_png
-from data_tools.datalist import ConversionReport, write_datalist
+from medseg.data.datalist import ConversionReport, write_datalist
+from medseg.data.label_map import LabelMap
+from medseg.imageio import IMAGE_SUFFIXES, file_stem, natural_key, open_image, write_label_png, write_nifti, write_png
 from medseg.typing import PathLike
 
 __all__ = ["ConversionReport", "convert_slices", "read_mask", "read_slice"]
@@ -119,15 +123,6 @@ def read_mask(path: PathLike, mask_type: MaskType = "binary", threshold: int | N
     )
 
 
-def _label_mapper(label_map: str | Mapping[Any, Any] | None) -> Any:
-    """The training's label mapping (``medseg.transforms.labels.MapLabels``), imported lazily."""
-    if label_map is None:
-        return None
-    from medseg.transforms.labels import MapLabels
-
-    return MapLabels(label_map)
-
-
 def _pair_files(
     img_dir: Path, mask_dir: Path, mask_suffix: str
 ) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, str]]]:
@@ -187,7 +182,8 @@ def convert_slices(
         out_dir: output folder (``images/``, ``labels/`` and the datalist are written there).
         fmt: ``"nifti"`` (2D ``.nii.gz``) or ``"png"``.
         mask_type: ``"binary"`` (0/255 -> 0/1) or ``"palette"`` (raw indices kept); see :func:`read_mask`.
-        label_map: optional mapping applied to the labels after reading (a ``MapLabels`` preset name or dict).
+        label_map: optional mapping applied to the labels after reading (a :class:`~medseg.data.label_map.LabelMap`
+            preset name, table or dict).
         threshold: binary masks only: foreground = value >= threshold.
         mask_suffix: the part of the mask stem after the image stem (``"_mask"`` pairs ``12.jpg`` with
             ``12_mask.png``).
@@ -225,7 +221,8 @@ def convert_slices(
     sy, sx = (1.0, 1.0) if spacing is None else (float(spacing[0]), float(spacing[1]))
     if not (np.isfinite([sy, sx]).all() and sy > 0 and sx > 0):
         raise ValueError(f"spacing: got {spacing!r}; give two positive pixel sizes in mm (row, column)")
-    mapper = _label_mapper(label_map)
+    mapper = None if label_map is None else LabelMap(label_map)
+    units = None if spacing is None else "mm"
     affine = np.diag([sy, sx, 1.0, 1.0])
     suffix = ".nii.gz" if fmt == "nifti" else ".png"
 
@@ -256,11 +253,11 @@ def convert_slices(
             out_image = out_path / "images" / f"{stem}{suffix}"
             out_label = out_path / "labels" / f"{stem}{suffix}"
             if fmt == "nifti":
-                write_nifti(out_image, image, affine)
-                write_nifti(out_label, label, affine)
+                write_nifti(out_image, image, affine, units=units)
+                write_nifti(out_label, label, affine, units=units)
             else:
                 write_png(out_image, image)
-                write_png(out_label, label)
+                write_label_png(out_label, label)
         except (ValueError, FileNotFoundError) as err:
             msg = str(err)
             logger.debug("pair %s failed: %s", stem, msg)

@@ -8,10 +8,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from _convert_factory import gray_image, make_slice_folders, run_cli, save_gray, save_palette
+from _data_factory import gray_image, make_slice_folders, run_cli, save_gray, save_palette
 from PIL import Image
 
-from data_tools.slices2d import convert_slices, read_mask
+from medseg.data.slices2d import convert_slices, read_mask
 
 SIZES = [(20, 16), (12, 18), (9, 9)]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _convert_factory import gray_image, label_datalist, run_cli, save_gray, save_nifti, write_datalist
+from _data_factory import gray_image, label_datalist, run_cli, save_gray, save_nifti, write_datalist
 
-from data_tools.check import check_datalist
+from medseg.data.check import check_datalist
 
 
 def _good_pair(root: Path, name: str, shape: tuple[int, int] = (6, 7)) -> dict[str, str]:
@@ -151,7 +151,7 @@ def test_shared_covid_conversion_checks_clean(shared_data: Path, tmp_path: Path)
     src = shared_data / "covid19_ct_infection_medseg_infnet"
     if not src.is_dir():
         pytest.skip("covid19 sample not present")
-    from data_tools.slices2d import convert_slices
+    from medseg.data.slices2d import convert_slices
 
     for stem in ("0", "1", "2"):
         (tmp_path / "i").mkdir(exist_ok=True)
@@ -160,3 +160,18 @@ def test_shared_covid_conversion_checks_clean(shared_data: Path, tmp_path: Path)
     assert report.converted == 3  # the other 47 masks have no image here: reported, not converted
     assert check_datalist(tmp_path / "o" / "datalist.json", num_classes=3).ok
     assert json.loads((tmp_path / "o" / "datalist.json").read_text())["training"][0]["label"] == "labels/0.png"
+
+
+def test_max_voxels_is_checked_before_reading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = label_datalist(tmp_path, [np.zeros((4, 5, 3), np.uint8)], fmt="nifti")
+    report = check_datalist(path, max_voxels=59)
+    assert [(Path(p.file).name, p.kind) for p in report.problems] == [
+        ("c0.nii.gz", "too-large"),
+        ("c0.nii.gz", "too-large"),
+    ]
+    assert "header claims shape (4, 5, 3) = 60 voxels, above the limit of 59" in report.problems[0].message
+    assert check_datalist(path, max_voxels=60).ok
+    assert run_cli(["check", str(path), "--max-voxels", "59"]) == 2
+    assert "too-large" in capsys.readouterr().out
+    assert run_cli(["check", str(path), "--max-voxels", "many"]) == 2
+    assert "--max-voxels" in capsys.readouterr().err
