@@ -542,7 +542,8 @@ def run_demo(
         ds = evaluation["dataset"]
         detail = (
             f"{len(cases)} masks and overlay PNGs -> {_rel(pred_dir, out)}; mIoU {ds['pooled_iou']:.3f} "
-            f"(pooled over the test slices, background included), lesion IoU {ds['per_class']['1']['iou']:.3f}, lesion Dice "
+            f"(pooled over the test slices, with background), lesion IoU {ds['per_class']['1']['iou']:.3f}, "
+            f"lesion Dice "
             f"{ds['per_class']['1']['dice']:.3f} -> {_rel(eval_dir, out)}"
         )
         return detail, {"evaluation": evaluation}
