@@ -12,6 +12,7 @@ COMMANDS = {
     "bench": "medseg.cli.bench",
     "demo": "medseg.cli.demo",
     "study": "medseg.cli.study",
+    "export": "medseg.cli.export",
 }
 
 
