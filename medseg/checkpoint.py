@@ -69,6 +69,7 @@ __all__ = [
     "build_network",
     "bundle_settings",
     "checkpoint_disagreements",
+    "class_path",
     "describe_checkpoint",
     "load_checkpoint",
     "load_model",
@@ -308,7 +309,14 @@ def _unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
-def _class_path(cls: type) -> str:
+def class_path(cls: type) -> str:
+    """The dotted path of ``cls``, shortened to its package when the package re-exports it.
+
+    Example:
+        >>> from medseg.networks import CopleNet
+        >>> class_path(CopleNet)
+        'medseg.networks.CopleNet'
+    """
     module = cls.__module__
     # report the public path (medseg.networks.CopleNet) when the package re-exports the class
     parent = module.rsplit(".", 1)[0] if "." in module else module
@@ -333,7 +341,7 @@ def network_spec(network: nn.Module) -> dict[str, Any] | None:
     """
     net = _unwrap(network)
     cls = type(net)
-    target = _class_path(cls)
+    target = class_path(cls)
     given = getattr(net, "init_args", None)
     try:
         params = list(inspect.signature(cls).parameters.values())
@@ -454,6 +462,17 @@ def checkpoint_payload(
             meta = meta.replace(network=spec)
     state = _state_dict(weights)
     meta = meta.completed(state)
+    names, outputs = meta.classes, meta.out_channels
+    # one sigmoid channel is background + one class
+    if names is not None and outputs is not None and len(names) != outputs and (outputs, len(names)) != (1, 2):
+        logger.warning(
+            "checkpoint metadata names %d classes (%s) but the network has %d outputs; class names not recorded "
+            "(set class_names to match num_classes)",
+            len(names),
+            ", ".join(names),
+            outputs,
+        )
+        meta = meta.replace(classes=None)
     if meta.created is None:
         meta = meta.replace(created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
     return {"format": FORMAT, "format_version": FORMAT_VERSION, STATE_KEY: state, METADATA_KEY: meta.to_json()}
@@ -768,8 +787,12 @@ def _size(values: Sequence[int] | None) -> str:
     return "x".join(str(v) for v in values) if values else "?"
 
 
+def _text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
 def _args_text(spec: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in spec.items() if k != "_target_")
+    return ", ".join(f"{k}={_text(v)}" for k, v in spec.items() if k != "_target_")
 
 
 def _metadata_lines(meta: CheckpointMetadata) -> list[str]:
@@ -790,12 +813,12 @@ def _metadata_lines(meta: CheckpointMetadata) -> list[str]:
     io.append(f"trained on {_size(meta.roi_size)} inputs" if meta.roi_size else "input size not recorded")
     lines.append("input: " + ", ".join(io))
     if meta.preprocessing:
-        lines.append("preprocessing: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in meta.preprocessing.items()))
+        lines.append("preprocessing: " + ", ".join(f"{k} {_text(v)}" for k, v in meta.preprocessing.items()))
     if meta.loss:
-        lines.append("loss: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in meta.loss.items()))
+        lines.append("loss: " + ", ".join(f"{k} {_text(v)}" for k, v in meta.loss.items()))
     lines.append("plan: " + ("recorded (" + ", ".join(sorted(meta.plan)[:6]) + ")" if meta.plan else "not recorded"))
     if meta.training:
-        lines.append("training: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in meta.training.items()))
+        lines.append("training: " + ", ".join(f"{k} {_text(v)}" for k, v in meta.training.items()))
     return lines
 
 

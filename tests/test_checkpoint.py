@@ -281,3 +281,13 @@ def test_monai_ckpt_export_torchscript_loads_with_its_metadata(tmp_path: Path) -
     assert describe_checkpoint(tmp_path / "model.ts").startswith("model.ts: TorchScript model")
     with pytest.raises(ValueError, match="is a TorchScript file"):
         load_checkpoint(tmp_path / "model.ts")
+
+
+def test_class_names_that_do_not_fit_the_network_are_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An overlay that sets num_classes 3 but keeps the binary class names must not mislabel the classes."""
+    with caplog.at_level(logging.WARNING, logger="medseg.checkpoint"):
+        save_checkpoint(tmp_path / "model.pt", _net(out_channels=3), {"classes": ["background", "infection"]})
+    assert "names 2 classes (background, infection) but the network has 3 outputs" in caplog.text
+    meta = load_checkpoint(tmp_path / "model.pt").metadata
+    assert meta is not None
+    assert (meta.classes, meta.out_channels) == (None, 3)

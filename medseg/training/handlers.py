@@ -23,7 +23,14 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from medseg.checkpoint import METADATA_KEY, CheckpointMetadata, checkpoint_payload, load_checkpoint, network_spec
+from medseg.checkpoint import (
+    METADATA_KEY,
+    CheckpointMetadata,
+    checkpoint_payload,
+    class_path,
+    load_checkpoint,
+    network_spec,
+)
 from medseg.io import atomic_path, write_text
 from medseg.typing import PathLike
 
@@ -178,7 +185,7 @@ class AtomicCheckpointSaver:
         loss_fn = getattr(self._trainer, "loss_function", None)
         if loss_fn is not None:
             loss = dict(data.get("loss") or {})
-            loss.setdefault("_target_", f"{type(loss_fn).__module__}.{type(loss_fn).__qualname__}")
+            loss.setdefault("_target_", class_path(type(loss_fn)))
             data["loss"] = loss
         training = dict(data.get("training") or {})
         if epoch is None and self._trainer is not None:

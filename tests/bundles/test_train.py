@@ -125,6 +125,12 @@ def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: Res
     assert best.metadata is not None
     assert best.metadata.network is not None
     assert best.metadata.network["features"] == list(covid_ce_run.overrides["network_def#features"])
+    assert best.metadata.classes == ["background", "infection"]
+    assert best.metadata.roi_size == covid_ce_run.overrides["spatial_size"]
+    assert best.metadata.bundle == "covid19_ct_lesion"
+    assert best.metadata.preprocessing == {"window": None, "intensity_range": [0, 255], "label_map": "binary"}
+    assert best.metadata.loss is not None
+    assert best.metadata.loss["name"] == "ce"
     rows = history_rows(runs / "history.csv")
     for column in ("train_loss", "val_loss", "val_miou", "val_miou_fg", "val_mdice", "val_iou_0", "val_iou_1", "lr"):
         assert all(r[column] for r in rows), column

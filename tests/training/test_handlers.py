@@ -234,7 +234,7 @@ def test_model_pt_describes_the_network_classes_input_size_and_preprocessing(tmp
     assert meta.roi_size == [32, 32]  # observed, not the configured 256 x 256
     assert meta.classes == ["background", "infection"]
     assert meta.preprocessing == configured["preprocessing"]
-    assert meta.loss == {"name": "ce", "_target_": "torch.nn.modules.loss.CrossEntropyLoss"}
+    assert meta.loss == {"name": "ce", "_target_": "torch.nn.modules.CrossEntropyLoss"}
     assert meta.plan == {"normalization": {"mean": -600.0, "std": 400.0}}
     assert (meta.bundle, meta.in_channels, meta.out_channels, meta.spatial_dims) == ("covid19_ct_lesion", 1, 2, 2)
     net.eval()
