@@ -315,7 +315,7 @@ def load_pretrained(network: torch.nn.Module, checkpoint: PathLike | None, stric
         raise FileNotFoundError(
             f"pretrained_ckpt {str(path)!r} not found; pass the model.pt of a finished CE pre-training run"
         )
-    state = load_checkpoint(path, quiet=True).state_dict
+    state = load_checkpoint(path).state_dict  # notes (one line) when the file has no metadata
     target = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
     try:
         target.load_state_dict(state, strict=strict)

@@ -168,6 +168,24 @@ def test_dicom_seg_is_read_back_by_highdicom(case: tuple[SeriesSpec, Path, np.nd
     _assert_private(ds, spec)
 
 
+def test_an_empty_mask_gives_empty_segments_and_rois(
+    case: tuple[SeriesSpec, Path, np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import highdicom as hd
+
+    spec, nifti, mask = case
+    empty = np.zeros_like(mask)
+    affine = nib.load(nifti).affine
+    with caplog.at_level(logging.WARNING):
+        seg = hd.seg.segread(write_dicom_seg(empty, affine, spec.folder, tmp_path / "seg.dcm", CLASSES))
+    assert "the mask is empty" in caplog.text
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == CLASSES[1:]
+    rt = write_rtstruct(empty, affine, spec.folder, tmp_path / "rt.dcm", CLASSES)
+    assert all("ContourSequence" not in roi for roi in pydicom.dcmread(rt).ROIContourSequence)
+    back = _read_back(rt, nifti, tmp_path / "back")
+    assert not any(m.any() for m in back.values())
+
+
 def test_any_axis_order_of_the_mask_gives_the_same_objects(
     case: tuple[SeriesSpec, Path, np.ndarray], tmp_path: Path
 ) -> None:
