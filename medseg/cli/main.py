@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": "medseg.cli.demo",
     "study": "medseg.cli.study",
     "bundle": "medseg.cli.bundle",
+    "export": "medseg.cli.export",
 }
 
 

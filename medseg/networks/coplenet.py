@@ -388,6 +388,18 @@ class CopleNet(nn.Module):
         self.features = feats
         self.pad_to_multiple = pad_to_multiple
         self.size_multiple = SIZE_MULTIPLE
+        # the constructor arguments, so that a checkpoint can rebuild this network (medseg.checkpoint)
+        self.init_args: dict[str, Any] = {
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "features": list(feats),
+            "dropout": list(drops),
+            "norm": norm_spec,
+            "act": act_spec,
+            "upsample": upsample,
+            "pad_to_multiple": pad_to_multiple,
+        }
 
         self.in_block = _ConvBlock(spatial_dims, in_channels, feats[0], drops[0], norm_spec, act_spec)
         self.down = nn.ModuleList(

@@ -2,7 +2,9 @@
 
 MONAI's ``CheckpointSaver`` writes with ignite's ``DiskSaver(atomic=False)`` and deletes the previous file before
 writing the next, so a run killed while saving can lose its only checkpoint. :class:`AtomicCheckpointSaver`
-writes every checkpoint to a temporary file and renames it into place; :class:`ResumeFromCheckpoint` reuses
+writes every checkpoint to a temporary file and renames it into place, and writes ``model.pt`` as a
+self-describing medseg checkpoint (:mod:`medseg.checkpoint`: the weights with the network's constructor
+arguments, class names, trained input size, preprocessing, loss and plan). :class:`ResumeFromCheckpoint` reuses
 MONAI's ``CheckpointLoader`` (which restores the trainer's epoch/iteration as well as the weights) but only when a
 checkpoint exists, so the same command starts fresh or resumes.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -20,6 +23,14 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
+from medseg.checkpoint import (
+    METADATA_KEY,
+    CheckpointMetadata,
+    checkpoint_payload,
+    class_path,
+    load_checkpoint,
+    network_spec,
+)
 from medseg.io import atomic_path, write_text
 from medseg.typing import PathLike
 
@@ -64,8 +75,13 @@ class AtomicCheckpointSaver:
     """Save the last training state every epoch and the best network by a validation metric, atomically.
 
     Files in ``save_dir``: ``last.pt`` (every object of ``save_dict``: network, optimizer, scheduler, trainer —
-    everything needed to resume) and ``model.pt`` (network weights only, written whenever ``key_metric`` improves;
-    without an evaluator, at every epoch).
+    everything needed to resume — plus the metadata) and ``model.pt`` (a medseg checkpoint: the network weights
+    with their metadata, written whenever ``key_metric`` improves; without an evaluator, at every epoch).
+
+    The metadata combines what the config states (``metadata``) with what the run shows: the network's
+    constructor arguments (:func:`medseg.checkpoint.network_spec`), the spatial size of the training batches
+    (``roi_size``; it wins over a configured one, with a warning when they differ), the loss class, and the
+    epoch, key metric and tag of the saved weights.
 
     Args:
         save_dir: output folder.
@@ -76,6 +92,12 @@ class AtomicCheckpointSaver:
         last_filename: name of the resume file.
         tag: identifies the run (e.g. the loss name); stored in ``last.pt`` so that a resume never continues
             another run's state from the same folder.
+        metadata: fields of :class:`~medseg.checkpoint.CheckpointMetadata` the config knows: ``bundle``,
+            ``classes``, ``roi_size``, ``preprocessing``, ``loss``, ``plan`` (a dict, or the path of a
+            ``plan.json`` whose content is stored), ``network`` (to override the recorded arguments), ``extra``.
+
+    Raises:
+        ValueError, TypeError: ``save_dict`` without the network, or metadata that is not valid JSON data.
     """
 
     def __init__(
@@ -88,9 +110,14 @@ class AtomicCheckpointSaver:
         best_filename: str = "model.pt",
         last_filename: str = "last.pt",
         tag: str = "",
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         if network_key not in save_dict:
             raise ValueError(f"save_dict must contain the network under {network_key!r}; got keys {list(save_dict)}")
+        self.metadata = _configured_metadata(metadata)
+        self._spec: dict[str, Any] | None = None
+        self._spec_done = False
+        self._observed_size: list[int] | None = None
         self.save_dir = Path(save_dir)
         self.save_dict = dict(save_dict)
         self.network_key = network_key
@@ -119,25 +146,77 @@ class AtomicCheckpointSaver:
     def attach(self, trainer: Engine, evaluator: Engine | None = None) -> None:
         """Save ``last.pt`` after each training epoch; track ``key_metric`` on ``evaluator`` for ``model.pt``."""
         self._trainer = trainer
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._observe_batch)
         trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save_last)
         if evaluator is None:
             trainer.add_event_handler(Events.EPOCH_COMPLETED, self._save_best_unconditionally)
         else:
             evaluator.add_event_handler(Events.COMPLETED, self._maybe_save_best)
 
+    def _observe_batch(self, engine: Engine) -> None:
+        """Record the spatial size of the training inputs (once per run)."""
+        if self._observed_size is not None:
+            return
+        batch = engine.state.batch
+        image = batch.get("image") if isinstance(batch, Mapping) else batch
+        if isinstance(image, list | tuple) and image:
+            image = image[0]
+        if isinstance(image, torch.Tensor) and image.ndim >= 4:
+            self._observed_size = [int(s) for s in image.shape[2:]]
+            configured = self.metadata.get("roi_size")
+            if configured is not None and list(configured) != self._observed_size:
+                logger.warning(
+                    "training inputs are %s but the checkpoint metadata says roi_size %s; recording the observed size",
+                    "x".join(map(str, self._observed_size)),
+                    "x".join(map(str, configured)),
+                )
+
+    def checkpoint_metadata(self, epoch: int | None = None) -> CheckpointMetadata:
+        """The metadata written with the weights now (see the class docstring)."""
+        data = dict(self.metadata)
+        if "network" not in data:
+            if not self._spec_done:
+                self._spec = network_spec(self.save_dict[self.network_key])
+                self._spec_done = True
+            if self._spec is not None:
+                data["network"] = self._spec
+        if self._observed_size is not None:
+            data["roi_size"] = self._observed_size
+        loss_fn = getattr(self._trainer, "loss_function", None)
+        if loss_fn is not None:
+            loss = dict(data.get("loss") or {})
+            loss.setdefault("_target_", class_path(type(loss_fn)))
+            data["loss"] = loss
+        training = dict(data.get("training") or {})
+        if epoch is None and self._trainer is not None:
+            epoch = int(self._trainer.state.epoch)
+        training.update({"epoch": epoch, "key_metric": self.key_metric, "tag": self.tag})
+        if math.isfinite(self.best_metric):
+            training.update({"best_metric": self.best_metric, "best_epoch": self.best_epoch})
+        data["training"] = training
+        return CheckpointMetadata.from_dict(data, source="AtomicCheckpointSaver metadata")
+
+    def _network_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = _state_dicts({self.network_key: self.save_dict[self.network_key]})[self.network_key]
+        return state
+
+    def _save_model(self, epoch: int | None = None) -> None:
+        if not _is_main_process():
+            return
+        self._save(checkpoint_payload(self._network_state(), self.checkpoint_metadata(epoch)), self.best_path)
+
     def _save_last(self, engine: Engine) -> None:
         state = _state_dicts(self.save_dict)
         state["best_metric"] = torch.tensor(self.best_metric, dtype=torch.float64)
         state["best_epoch"] = torch.tensor(self.best_epoch)
         state["tag"] = self.tag
+        if _is_main_process():
+            state[METADATA_KEY] = self.checkpoint_metadata(int(engine.state.epoch)).to_json()
         self._save(state, self.last_path)
         logger.info("epoch %d: saved %s", engine.state.epoch, self.last_path)
 
     def _save_best_unconditionally(self, engine: Engine) -> None:
-        self._save(
-            _state_dicts({self.network_key: self.save_dict[self.network_key]})[self.network_key],
-            self.best_path,
-        )
+        self._save_model(int(engine.state.epoch))
 
     def _maybe_save_best(self, evaluator: Engine) -> None:
         value = evaluator.state.metrics.get(self.key_metric)
@@ -149,8 +228,7 @@ class AtomicCheckpointSaver:
         if value > self.best_metric:
             self.best_metric = value
             self.best_epoch = int(self._trainer.state.epoch) if self._trainer is not None else 0
-            net_state = _state_dicts({self.network_key: self.save_dict[self.network_key]})[self.network_key]
-            self._save(net_state, self.best_path)
+            self._save_model(self.best_epoch)
             logger.info(
                 "new best %s=%.4f at epoch %d: saved %s",
                 self.key_metric,
@@ -223,7 +301,8 @@ class ResumeFromCheckpoint:
 def load_pretrained(network: torch.nn.Module, checkpoint: PathLike | None, strict: bool = True) -> torch.nn.Module:
     """Load network weights from ``checkpoint`` (the papers' CE pre-training stage), or do nothing for ``None``.
 
-    Accepts a bare state dict (``model.pt``) or a resume file (``last.pt``, its ``network`` entry).
+    Accepts a medseg checkpoint (``model.pt``), a resume file (``last.pt``, its ``network`` entry) or a bare
+    state dict (older ``model.pt`` files).
 
     Raises:
         FileNotFoundError: when ``checkpoint`` does not exist.
@@ -236,9 +315,7 @@ def load_pretrained(network: torch.nn.Module, checkpoint: PathLike | None, stric
         raise FileNotFoundError(
             f"pretrained_ckpt {str(path)!r} not found; pass the model.pt of a finished CE pre-training run"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "network" in state and isinstance(state["network"], dict):
-        state = state["network"]
+    state = load_checkpoint(path).state_dict  # notes (one line) when the file has no metadata
     target = network.module if isinstance(network, torch.nn.parallel.DistributedDataParallel) else network
     try:
         target.load_state_dict(state, strict=strict)
@@ -348,6 +425,22 @@ class HistoryRecorder:
         for epoch in sorted(self.rows):
             writer.writerow({"epoch": epoch, **{k: f"{v:.6g}" for k, v in self.rows[epoch].items()}})
         write_text(self.csv_path, buf.getvalue())
+
+
+def _configured_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate the configured metadata now (a bad config fails before training); read a ``plan`` file."""
+    data = dict(metadata or {})
+    plan = data.get("plan")
+    if isinstance(plan, str | Path):
+        path = Path(plan)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint metadata plan {str(path)!r} not found; give the plan.json used")
+        try:
+            data["plan"] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"checkpoint metadata plan {path} is not valid JSON: {err}") from err
+    validated = CheckpointMetadata.from_dict(data, source="AtomicCheckpointSaver metadata").to_dict()
+    return {k: v for k, v in validated.items() if k in data or (k == "extra" and v)}
 
 
 def _current_lr(engine: Engine) -> float:

@@ -113,13 +113,24 @@ def history_rows_from_text(text: str) -> list[dict[str, str]]:
 
 
 def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: ResumedRun) -> None:
+    from medseg.checkpoint import load_checkpoint
     from medseg.networks import CopleNet
 
     models, runs = covid_ce_run.run_dir / "models", covid_ce_run.run_dir / "runs"
     last = torch.load(models / "last.pt", map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "lr_scheduler", "trainer", "tag", "best_metric"} <= set(last)
     net = CopleNet(2, 1, 2, features=covid_ce_run.overrides["network_def#features"])
-    net.load_state_dict(torch.load(models / "model.pt", map_location="cpu", weights_only=True))
+    best = load_checkpoint(models / "model.pt")  # a medseg checkpoint: weights and what rebuilds them
+    net.load_state_dict(best.state_dict)
+    assert best.metadata is not None
+    assert best.metadata.network is not None
+    assert best.metadata.network["features"] == list(covid_ce_run.overrides["network_def#features"])
+    assert best.metadata.classes == ["background", "infection"]
+    assert best.metadata.roi_size == covid_ce_run.overrides["spatial_size"]
+    assert best.metadata.bundle == "covid19_ct_lesion"
+    assert best.metadata.preprocessing == {"window": None, "intensity_range": [0, 255], "label_map": "binary"}
+    assert best.metadata.loss is not None
+    assert best.metadata.loss["name"] == "ce"
     rows = history_rows(runs / "history.csv")
     for column in ("train_loss", "val_loss", "val_miou", "val_miou_fg", "val_mdice", "val_iou_0", "val_iou_1", "lr"):
         assert all(r[column] for r in rows), column
@@ -148,7 +159,9 @@ def test_fine_tuning_starts_from_the_pretrained_model(
     workflow = make_workflow(COVID, bundle_configs(COVID, "mc"), overrides)
     workflow.initialize()
     network = workflow.parser.get_parsed_content("network")
-    expected = torch.load(pretrained, map_location="cpu", weights_only=True)
+    from medseg.checkpoint import load_checkpoint
+
+    expected = load_checkpoint(pretrained).state_dict
     for key, value in network.state_dict().items():
         torch.testing.assert_close(value, expected[key])
     workflow.run()

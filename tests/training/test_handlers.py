@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
+from medseg.checkpoint import FORMAT, METADATA_KEY, load_checkpoint, load_model
+from medseg.networks import CopleNet
 from medseg.training import AtomicCheckpointSaver, HistoryRecorder, ResumeFromCheckpoint, load_pretrained
 
 
@@ -74,9 +77,18 @@ def test_saver_writes_last_every_epoch_and_best_on_improvement(tmp_path: Path) -
     assert int(last["best_epoch"]) == 2
     assert set(last) >= {"network", "optimizer", "trainer"}
     # model.pt holds the weights validated at epoch 2 (score 0.5), not the last ones (0.4)
-    best = torch.load(tmp_path / "model.pt", weights_only=True)
-    for key, value in best.items():
+    best = load_checkpoint(tmp_path / "model.pt")
+    assert best.kind == "medseg"
+    for key, value in best.state_dict.items():
         torch.testing.assert_close(value, best_weights[2][key])
+    assert best.metadata is not None
+    assert best.metadata.training == {
+        "epoch": 2,
+        "key_metric": "val_miou",
+        "tag": "ce",
+        "best_metric": 0.5,
+        "best_epoch": 2,
+    }
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 
@@ -148,6 +160,104 @@ def test_load_pretrained_accepts_model_and_last_files(tmp_path: Path) -> None:
     before = untouched.weight.clone()
     assert load_pretrained(untouched, None) is untouched
     torch.testing.assert_close(untouched.weight, before)
+
+
+def test_load_pretrained_accepts_a_medseg_checkpoint(tmp_path: Path) -> None:
+    _, _, trainer, saver = _setup(tmp_path)
+    saver.attach(trainer)
+    trainer.run(DATA, max_epochs=1)
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["format"] == FORMAT
+    target = torch.nn.Linear(3, 2)
+    load_pretrained(target, tmp_path / "model.pt")
+    torch.testing.assert_close(target.weight, saver.save_dict["network"].weight)
+
+
+def _image_trainer(net: torch.nn.Module, opt: torch.optim.Optimizer) -> Engine:
+    """A trainer over MONAI-style batches ``{"image": (B, C, H, W), "label": ...}`` with a loss_function."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(engine: Engine, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        opt.zero_grad()
+        loss = loss_fn(net(batch["image"]), batch["label"])
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    engine = Engine(step)
+    engine.loss_function = loss_fn  # type: ignore[attr-defined]  # as MONAI's SupervisedTrainer has
+    return engine
+
+
+def _image_batches(size: tuple[int, int]) -> list[dict[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    return [
+        {"image": torch.rand(2, 1, *size, generator=gen), "label": torch.randint(0, 2, (2, *size), generator=gen)}
+        for _ in range(2)
+    ]
+
+
+def test_model_pt_describes_the_network_classes_input_size_and_preprocessing(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    # non-default widths and GroupNorm groups: what the bundle's network_def default would NOT rebuild
+    net = CopleNet(2, 1, 2, features=[8, 16, 32, 64, 128], norm=["group", {"num_groups": 2}])
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    trainer = _image_trainer(net, opt)
+    (tmp_path / "plan.json").write_text(json.dumps({"normalization": {"mean": -600.0, "std": 400.0}}))
+    configured = {
+        "bundle": "covid19_ct_lesion",
+        "classes": ["background", "infection"],
+        "roi_size": [256, 256],  # what the config says; the batches below are 32 x 32
+        "preprocessing": {"window": None, "intensity_range": [0, 255], "label_map": "binary"},
+        "loss": {"name": "ce"},
+        "plan": str(tmp_path / "plan.json"),
+    }
+    saver = AtomicCheckpointSaver(tmp_path, {"network": net}, tag="ce", metadata=configured)
+    saver.attach(trainer)
+    trainer.run(_image_batches((32, 32)), max_epochs=1)
+
+    loaded = load_model(tmp_path / "model.pt")  # rebuilt from the file alone, no network given
+    assert loaded.rebuilt
+    meta = loaded.metadata
+    assert meta is not None
+    assert meta.network == {
+        "_target_": "medseg.networks.CopleNet",
+        "spatial_dims": 2,
+        "in_channels": 1,
+        "out_channels": 2,
+        "features": [8, 16, 32, 64, 128],
+        "dropout": [0.0, 0.0, 0.3, 0.4, 0.5],
+        "norm": ["group", {"num_groups": 2}],
+        "act": ["leakyrelu", {"negative_slope": 0.01}],
+        "upsample": "bilinear",
+        "pad_to_multiple": False,
+    }
+    assert meta.roi_size == [32, 32]  # observed, not the configured 256 x 256
+    assert meta.classes == ["background", "infection"]
+    assert meta.preprocessing == configured["preprocessing"]
+    assert meta.loss == {"name": "ce", "_target_": "torch.nn.modules.CrossEntropyLoss"}
+    assert meta.plan == {"normalization": {"mean": -600.0, "std": 400.0}}
+    assert (meta.bundle, meta.in_channels, meta.out_channels, meta.spatial_dims) == ("covid19_ct_lesion", 1, 2, 2)
+    net.eval()
+    x = torch.rand(1, 1, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), net(x))
+    # last.pt carries the same metadata and stays a resume file
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert {"network", "best_metric", "tag", METADATA_KEY} <= set(last)
+    resume = load_checkpoint(tmp_path / "last.pt")
+    assert resume.kind == "resume"
+    assert resume.metadata is not None
+    assert resume.metadata.network == meta.network
+
+
+def test_saver_validates_configured_metadata(tmp_path: Path) -> None:
+    net = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match="classes must be a list of class names"):
+        AtomicCheckpointSaver(tmp_path, {"network": net}, metadata={"classes": "background,infection"})
+    with pytest.raises(FileNotFoundError, match=r"give the plan\.json used"):
+        AtomicCheckpointSaver(tmp_path, {"network": net}, metadata={"plan": str(tmp_path / "missing.json")})
+    with pytest.raises(TypeError, match="cannot be stored"):
+        AtomicCheckpointSaver(tmp_path, {"network": net}, metadata={"extra": {"when": object()}})
 
 
 def test_load_pretrained_errors(tmp_path: Path) -> None:

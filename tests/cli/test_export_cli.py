@@ -1,0 +1,74 @@
+"""``medseg export``: describe model files, export to ONNX, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg.checkpoint import save_checkpoint
+from medseg.cli.main import main
+from medseg.networks import CopleNet
+
+
+def _checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    net = CopleNet(2, 1, 2, features=(8, 16, 32, 64, 128))
+    save_checkpoint(path, net, {"classes": ["background", "infection"], "roi_size": [32, 32]})
+    return path
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "--help"])
+    assert exc.value.code == 0
+    assert "--onnx" in capsys.readouterr().out
+
+
+def test_describe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    assert main(["export", str(ckpt), "--describe"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model.pt: medseg checkpoint (format 1")
+    assert "classes: 0 background, 1 infection" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "nothing to do: give --describe, --onnx FILE, or both"),
+        (["--onnx", "out.txt"], "path must end in .onnx"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    assert main(["export", str(ckpt), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_and_unreadable_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path / "missing.pt"), "--describe"])
+    assert exc.value.code == 2
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "junk.pt"), "--describe"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as PyTorch weights" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_export_to_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    assert main(["export", str(ckpt), "--onnx", str(tmp_path / "model.onnx"), "--describe"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {tmp_path / 'model.onnx'} (opset 18; max |ONNX Runtime - PyTorch| = ")
+    assert (tmp_path / "model.onnx").is_file()
+    assert main(["export", str(ckpt), "--onnx", str(tmp_path / "model.onnx")]) == 2  # exists
