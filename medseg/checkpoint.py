@@ -867,7 +867,7 @@ def bundle_settings(parser: Any) -> dict[str, Any]:
         A dict with any of ``network`` (``network_def`` with its arguments resolved, not instantiated),
         ``roi_size`` (``predictor#roi_size``, ``roi_size`` or ``spatial_size``), ``classes`` (from the
         metadata's output ``channel_def``, or ``class_names``), ``num_classes`` and ``preprocessing``
-        (``window``, ``volume_window``, ``intensity_range``).
+        (``window``, ``volume_window``, ``intensity_range``, ``normalization``).
     """
     out: dict[str, Any] = {}
 
@@ -895,7 +895,7 @@ def bundle_settings(parser: Any) -> dict[str, Any]:
         out["classes"] = [str(c) for c in classes]
     if "num_classes" in parser:
         out["num_classes"] = value("num_classes")
-    pre = {k: value(k) for k in ("window", "volume_window", "intensity_range") if k in parser}
+    pre = {k: value(k) for k in ("window", "volume_window", "intensity_range", "normalization") if k in parser}
     if pre:
         out["preprocessing"] = pre
     return out

@@ -221,7 +221,12 @@ def test_bundle_settings_of_the_shipped_covid_bundle() -> None:
     assert settings["network"]["features"] == [32, 64, 128, 256, 512]
     assert settings["roi_size"] == [256, 256]
     assert settings["classes"] == ["background", "infection"]
-    assert settings["preprocessing"] == {"window": None, "volume_window": "lung", "intensity_range": [0, 255]}
+    assert settings["preprocessing"] == {
+        "window": None,
+        "volume_window": [1475, -450],
+        "intensity_range": [0, 255],
+        "normalization": None,
+    }
 
 
 def test_disagreements_with_the_bundle_are_one_line_each(tmp_path: Path) -> None:

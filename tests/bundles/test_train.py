@@ -8,6 +8,7 @@ two-stage protocol), and its first epoch is replayed in a fresh folder for the d
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,16 @@ def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: Res
     assert best.metadata.classes == ["background", "infection"]
     assert best.metadata.roi_size == covid_ce_run.overrides["spatial_size"]
     assert best.metadata.bundle == "covid19_ct_lesion"
-    assert best.metadata.preprocessing == {"window": None, "intensity_range": [0, 255], "label_map": "binary"}
+    plan = json.loads(
+        (covid_ce_run.overrides and Path(covid_ce_run.overrides["dataset_dir"]) / "plan.json").read_text()
+    )
+    assert best.metadata.preprocessing == {
+        "window": None,
+        "intensity_range": [0, 255],
+        "normalization": plan["normalization"],  # the z-score of the plan the model was trained with
+        "label_map": "binary",
+    }
+    assert best.metadata.plan["num_cases"] == plan["num_cases"]
     assert best.metadata.loss is not None
     assert best.metadata.loss["name"] == "ce"
     rows = history_rows(runs / "history.csv")
