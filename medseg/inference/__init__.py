@@ -50,7 +50,8 @@ Conventional ids the predictor refers to (MONAI model-zoo names):
     ``"$@bundle_root + '/models/model.pt'"``: the trained weights (a state dict). A bundle without them
     fails with a one-line error naming the missing file (``medseg predict --ckpt FILE`` points elsewhere).
 ``device``, ``tta``
-    ``"auto"`` and ``false`` by default; ``medseg predict --device``/``--tta`` override them.
+    ``"auto"`` and ``false`` by default; ``medseg predict --device``/``--tta`` override them
+    (``--engine`` sets ``predictor#engine``: ``eager`` unless the bundle says otherwise).
 
 Optional (defaults in brackets):
 

@@ -31,6 +31,14 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+def _auto_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def available_devices() -> list[str]:
     """The devices usable here, e.g. ``["cpu"]`` or ``["cpu", "cuda:0", "cuda:1"]``."""
     found = ["cpu"]
@@ -73,11 +81,7 @@ def resolve_device(spec: torch.device | str | None, name: str = "device") -> tor
     spelled = "auto" if spec is None else spec
     text = str(spec) if isinstance(spec, torch.device) else check_device_spec(str(spelled), name)
     if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return _auto_device()
     device = torch.device(text)
     here = ", ".join(available_devices())
     if device.type == "cuda":

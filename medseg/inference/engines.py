@@ -1,11 +1,14 @@
 """Engines that run the network's forward pass: eager PyTorch (default), ``torch.compile``, ONNX Runtime, OpenVINO.
 
 Inference of COPLE-Net on a CPU is bound by its convolutions and the memory-bound GroupNorm/LeakyReLU between
-them; graph engines fuse those, which eager PyTorch cannot. Measured with ``medseg bench infer --engines ...``
-(coplenet_small, CPU, paired runs; see ``docs/results/inference_benchmark.md`` for the machine, load and ranges):
-ONNX Runtime and ``torch.compile`` took about 0.6-0.7x the time of eager channels-last PyTorch on 2D slices, with
-identical masks; ``torch.compile`` pays minutes of compilation in each new process first. Eager stays the
-default: it needs nothing else installed, runs on every device and supports mixed precision.
+them; graph engines fuse those, which eager PyTorch cannot. Measured on coplenet_small, 1 thread, on a heavily
+loaded 2-core machine (``docs/results/inference_benchmark.md`` has the commands, loads and ranges), as time
+relative to eager channels-last PyTorch, masks identical (agreement 1.0): the forward pass on 8 whole 256x256
+slices took 0.60x with ONNX Runtime, 0.67x with ``torch.compile`` and 0.76x with OpenVINO; on 2 windows of 64^3
+(3D) 0.87x, 0.68x and 0.73x; end to end through the Predictor (256x256x16, 128x128 windows) 0.75x, 0.70x and
+0.80x of MONAI best-configured. ``torch.compile`` first spends minutes compiling in every new process (218-435 s
+here). Eager stays the default: it needs nothing else installed, runs on every device and supports mixed
+precision on CUDA.
 
 An engine wraps the network once per window shape (ONNX export and session creation take seconds) and is called
 with window batches ``(n, C, *roi)``; the batch axis is dynamic, so the last, smaller batch of a volume reuses the

@@ -13,10 +13,11 @@ It turns preprocessed images ``(B, C, *spatial)`` into blended logits, class pro
   ``stitch_device`` (CPU when a GPU would not hold a large volume's output), mixed precision (bf16/fp16) on
   CUDA by default.
 
-Where the speed comes from (``medseg bench infer``, CPU, coplenet_small, paired runs): slice batching and
-channels-last memory, about 0.8x the time of MONAI called slice by slice with a contiguous network. medseg's own
-window/blending code, measured against MONAI's given the same batching, memory format and Gaussian, was no faster
-(0.94-1.06x), so it was removed in favour of MONAI's.
+Where the speed comes from (``medseg bench infer``, CPU, coplenet_small, paired runs, ratios of median times):
+slice batching and channels-last memory, 0.65-0.85x the time of MONAI called slice by slice with a contiguous
+network. medseg's own window and blending code, measured against MONAI's given the same batching, memory format
+and Gaussian, was level with it (0.95-1.10x over four cases), so it was removed in favour of MONAI's. The other
+gain on a CPU is the engine (``engine=``, :mod:`medseg.inference.engines`).
 
 References:
     Isensee et al., "nnU-Net", Nature Methods 18, 2021, doi:10.1038/s41592-020-01008-z (Gaussian blending,

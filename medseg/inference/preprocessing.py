@@ -8,6 +8,10 @@ over that ``Compose``: every invertible spatial step (``Orientationd``, ``Spacin
 ``Resized``, padding) is undone in reverse order, probabilities are resampled with the original interpolation
 mode (bilinear), and the result lies on the voxel grid of the file as loaded (nibabel's array order for NIfTI,
 ``(H, W)`` for 2D images; see :mod:`medseg.transforms.readers`).
+
+Each pipeline is used in two steps: :meth:`Preprocessing.read` (its leading loader: raw intensities, which the
+input checks of :mod:`medseg.inference.checks` look at) or :meth:`Preprocessing.from_array` (the same from an
+array in memory, e.g. a video frame), then :meth:`Preprocessing.prepare` (the rest of the pipeline).
 """
 
 from __future__ import annotations

@@ -2,17 +2,18 @@
 
 The sidecar records digests of the input (its bytes), of the model (network class, weights and prediction
 settings: :meth:`~medseg.inference.Predictor.fingerprint`), of the preprocessing and of the output options, and
-whether the case is finished. ``predict`` skips a case only when a finished sidecar matches what it would do now;
-another input with the same name, new weights or new settings recompute it.
+whether the case is finished. ``predict`` skips a case only when a finished sidecar matches what it would do now
+and every output exists; another input with the same name, new weights or new settings recompute it.
 
-Write order (a kill at any point leaves nothing that a later run mistakes for finished):
+Write order (a kill at any point leaves nothing that a later run mistakes for current):
 
-1. the old sidecar is removed, then the case's old outputs;
-2. a sidecar with ``"state": "partial"`` and the new digests is written (frames of a folder or a video that are
-   already written under it are kept when the run resumes);
-3. the outputs are written, each atomically;
+1. when the digests differ (or there is no sidecar), the old sidecar is removed, then the case's old outputs;
+2. a sidecar with ``"state": "partial"`` and the new digests is written;
+3. the outputs are written, each atomically (temporary name, then rename);
 4. the sidecar is rewritten with ``"state": "complete"``.
 
+When the digests match but the case is unfinished or an output is missing, the outputs that exist are current
+(they were written under these digests): frames of a folder or video are kept and only the missing ones computed.
 An output without a sidecar (from an interrupted run, an older medseg, or another tool) counts as unfinished.
 No paths or patient data go into the sidecar: the input is identified by its SHA-256 only.
 """

@@ -17,7 +17,7 @@ def test_unreadable_files_are_reported(tmp_path):
     synthetic.write_dicom_series(folder, vol, np.diag([0.8, 0.8, 2.5, 1.0]))
     (folder / "junk.dcm").write_bytes(b"\x00" * 64 + b"not dicom")
     (folder / "notes.txt").write_text("scanner log")
-    report = predict_files([folder], tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files([folder], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     assert report.exit_code == 0, report.results
     (line,) = report.warnings
     assert "2 of 6 files" in line

@@ -29,7 +29,7 @@ def _images(tmp_path, n=3):
 def test_full_disk_stops_the_batch_with_exit_1(tmp_path, monkeypatch):
     images = _images(tmp_path)
     _full_disk(monkeypatch)
-    report = predict_files(images, tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files(images, tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     assert [r.status for r in report.results] == ["failed", "not run", "not run"]
     assert report.exit_code == 1
     assert "No space left on device" in report.results[0].error
@@ -55,6 +55,6 @@ def test_cli_exit_1_one_line(tmp_path, monkeypatch, capsys):
 def test_unreadable_input_is_still_exit_2_and_the_batch_goes_on(tmp_path):
     images = _images(tmp_path, 1)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
-    report = predict_files([tmp_path / "bad.png", *images], tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files([tmp_path / "bad.png", *images], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     assert [r.status for r in report.results] == ["failed", "written"]
     assert report.exit_code == 2

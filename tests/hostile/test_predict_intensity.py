@@ -28,7 +28,7 @@ def _rescaled_ct(path):
 @pytest.mark.parametrize("make", [_png16, _rescaled_ct], ids=["png16", "rescaled-nifti"])
 def test_far_outside_is_refused_in_one_line(tmp_path, make):
     src = make(tmp_path / ("x.png" if make is _png16 else "x.nii.gz"))
-    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     (result,) = report.results
     assert result.status == "failed", result
     assert report.exit_code == 2
@@ -40,7 +40,7 @@ def test_far_outside_is_refused_in_one_line(tmp_path, make):
 @pytest.mark.parametrize("make", [_png16, _rescaled_ct], ids=["png16", "rescaled-nifti"])
 def test_warn_predicts_and_says_so(tmp_path, make):
     src = make(tmp_path / ("x.png" if make is _png16 else "x.nii.gz"))
-    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv()), intensity_check="warn")
+    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv(), device="cpu"), intensity_check="warn")
     assert report.exit_code == 0, report.results
     assert len(report.warnings) == 1
     assert "expected" in report.warnings[0]
@@ -50,7 +50,7 @@ def test_in_range_inputs_pass_without_a_word(tmp_path):
     png = tmp_path / "ok.png"
     gray_png(png)
     nii = write_nifti(tmp_path / "vol.nii.gz", phantom())
-    report = predict_files([png, nii], tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files([png, nii], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     assert report.exit_code == 0, report.results
     assert report.warnings == []
 
@@ -62,7 +62,7 @@ def test_the_reference_is_a_parameter(tmp_path):
     src = _rescaled_ct(tmp_path / "x.nii.gz")
     pre = Preprocessing(intensity_reference={"volume": {"percentile_00_5": 0.0, "percentile_99_5": 1.0}})
     assert pre.intensity_reference("volume") == IntensityReference(0.0, 1.0, "training data")
-    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv()), preprocessing=pre)
+    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv(), device="cpu"), preprocessing=pre)
     assert report.results[0].status == "written", report.results
     assert pre.intensity_reference("image") == IntensityReference(0.0, 255.0, "the model's intensity scaling")
 

@@ -44,7 +44,7 @@ def test_stale_temp_files_are_removed_and_others_kept(tmp_path):
     for path in (stale, nested, *users):
         os.utime(path, (HOURS_AGO, HOURS_AGO))
     gray_png(tmp_path / "img.png")
-    report = predict_files([tmp_path / "img.png"], out, Predictor(threshold_conv()))
+    report = predict_files([tmp_path / "img.png"], out, Predictor(threshold_conv(), device="cpu"))
     assert report.exit_code == 0
     assert not stale.exists()
     assert not nested.exists()

@@ -20,7 +20,7 @@ def _with_nans(tmp_path):
 
 def test_nan_volume_is_refused_with_one_line(tmp_path):
     src, _ = _with_nans(tmp_path)
-    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv()))
+    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
     (result,) = report.results
     assert result.status == "failed"
     assert report.exit_code == 2
@@ -33,7 +33,7 @@ def test_nan_volume_is_refused_with_one_line(tmp_path):
 
 def test_fill_predicts_the_rest_and_warns(tmp_path):
     src, vol = _with_nans(tmp_path)
-    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv()), nonfinite="fill")
+    report = predict_files([src], tmp_path / "out", Predictor(threshold_conv(), device="cpu"), nonfinite="fill")
     assert report.exit_code == 0, report.results
     assert any("5 NaN/infinite voxels replaced" in w for w in report.warnings)
     mask = np.asarray(nib.load(str(tmp_path / "out" / "nan_ct_seg.nii.gz")).dataobj)
@@ -48,7 +48,7 @@ def test_in_memory_array_is_checked_too(tmp_path):
     vol = phantom()
     vol[2, 2, 2] = np.nan
     with pytest.raises(ValueError, match="1 of 1440 voxels are NaN"):
-        segment(vol, Predictor(threshold_conv()), affine=np.eye(4))
+        segment(vol, Predictor(threshold_conv(), device="cpu"), affine=np.eye(4))
 
 
 def test_cli_exit_2_and_one_line(tmp_path, capsys):

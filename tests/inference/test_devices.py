@@ -6,17 +6,24 @@ import pytest
 import torch
 
 from medseg.inference import Predictor, resolve_device
-from medseg.inference.devices import check_device_spec
+from medseg.inference.devices import _auto_device, check_device_spec
+
+REAL_AUTO = _auto_device  # conftest pins "auto" to the CPU for the other tests
 
 
-def test_auto_without_accelerators_is_cpu(monkeypatch):
+@pytest.fixture
+def real_auto(monkeypatch):
+    monkeypatch.setattr("medseg.inference.devices._auto_device", REAL_AUTO)
+
+
+def test_auto_without_accelerators_is_cpu(monkeypatch, real_auto):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("medseg.inference.devices._mps_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")
     assert resolve_device(None) == torch.device("cpu")
 
 
-def test_auto_prefers_cuda_then_mps(monkeypatch):
+def test_auto_prefers_cuda_then_mps(monkeypatch, real_auto):
     monkeypatch.setattr("medseg.inference.devices._mps_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == torch.device("cuda")
@@ -51,7 +58,7 @@ def test_cuda_index_beyond_the_gpus(monkeypatch):
         resolve_device("cuda:2")
 
 
-def test_predictor_defaults_to_auto_and_amp_is_off_on_cpu(monkeypatch):
+def test_predictor_defaults_to_auto_and_amp_is_off_on_cpu(monkeypatch, real_auto):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("medseg.inference.devices._mps_available", lambda: False)
     predictor = Predictor(torch.nn.Conv2d(1, 2, 1))
