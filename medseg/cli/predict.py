@@ -17,7 +17,7 @@ DESCRIPTION = (
     "Segment inputs with a MONAI bundle's configs/inference.json and write masks in each input's own geometry: "
     "NIfTI/DICOM -> NAME_seg.nii.gz (the input's shape and affine), images -> NAME_seg.png + NAME_overlay.png, "
     "frame folders -> NAME/FRAME_seg.png + overlays, videos -> NAME/frame_N_seg.png + NAME_overlay.mp4; "
-    "NAME_seg.json records what produced them. A folder may hold NIfTI volumes, one or several DICOM series, or "
+    "NAME_prediction.json records what produced them. A folder may hold NIfTI volumes, one or several DICOM series, or "
     "sub-folders of them (one mask per volume or series). Up-to-date outputs are skipped (--overwrite recomputes "
     "them); outputs made from another input, model or settings are recomputed. A bad input is reported in one "
     "line and the others are still processed (exit code 2); a failure to write outputs stops the batch (exit "

@@ -12,7 +12,7 @@ DICOM series (folder)                   ``NAME_seg.nii.gz`` (the series' grid an
 2D NIfTI slice ``NAME.nii[.gz]``        ``NAME_seg.nii.gz``
 folder of frames ``NAME/``              ``NAME/FRAME_seg.png`` and ``NAME/FRAME_overlay.png`` per frame
 video ``NAME.mp4|avi|mov|mkv|...``      ``NAME/frame_000000_seg.png``... and ``NAME_overlay.mp4``
-every case                              ``NAME_seg.json``: what produced the outputs (:mod:`.provenance`)
+every case                              ``NAME_prediction.json``: what produced the outputs (:mod:`.provenance`)
 ======================================  =====================================================================
 
 With ``save_probabilities`` (see :class:`~medseg.inference.writers.MaskWriter`) a ``NAME_prob.nii.gz``

@@ -1,4 +1,4 @@
-"""What produced each prediction: a small sidecar ``NAME_seg.json`` next to a case's outputs.
+"""What produced each prediction: a small sidecar ``NAME_prediction.json`` next to a case's outputs.
 
 The sidecar records digests of the input (its bytes), of the model (network class, weights and prediction
 settings: :meth:`~medseg.inference.Predictor.fingerprint`), of the preprocessing and of the output options, and
@@ -43,14 +43,14 @@ __all__ = [
     "sidecar_path",
 ]
 
-#: The sidecar of case ``NAME`` is ``NAME_seg.json`` in the output folder.
-SIDECAR_SUFFIX = "_seg.json"
+#: The sidecar of case ``NAME`` is ``NAME_prediction.json`` in the output folder.
+SIDECAR_SUFFIX = "_prediction.json"
 FORMAT = "medseg-prediction/1"
 _CHUNK = 1 << 20
 
 
 def sidecar_path(folder: Path, name: str) -> Path:
-    """``folder / f"{name}_seg.json"``."""
+    """``folder / f"{name}_prediction.json"``."""
     return folder / f"{name}{SIDECAR_SUFFIX}"
 
 

@@ -47,7 +47,7 @@ def test_new_weights_are_recomputed_and_same_ones_skipped(tmp_path):
 def test_sidecar_records_digests_and_no_paths(tmp_path):
     gray_png(tmp_path / "x.png")
     predict_files([tmp_path / "x.png"], tmp_path / "out", Predictor(threshold_conv(), device="cpu"))
-    record = json.loads((tmp_path / "out" / "x_seg.json").read_text())
+    record = json.loads((tmp_path / "out" / "x_prediction.json").read_text())
     assert record["state"] == "complete"
     assert len(record["input_sha256"]) == len(record["model_sha256"]) == 64
     assert str(tmp_path) not in json.dumps(record)  # no paths (patient data stays private)
