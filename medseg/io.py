@@ -15,15 +15,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from medseg.typing import PathLike
 
-__all__ = ["atomic_path", "write_json", "write_text"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["atomic_path", "is_temp_file", "remove_stale_temp_files", "write_json", "write_text"]
+
+#: ``.FINAL.XXXXXXXX.tmpSUFFIXES``: what :func:`atomic_path` names its temporary files (``tempfile.mkstemp``
+#: draws the 8 characters from ``[a-z0-9_]``).
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp(?P<suffix>(\.[^.]+)*)$")
+#: Temporary files younger than this may belong to a run still writing them.
+STALE_AFTER_S = 3600.0
 
 
 @contextlib.contextmanager
@@ -50,6 +61,49 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def is_temp_file(path: PathLike) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_path` (``.NAME.XXXXXXXX.tmp.SUFFIX``).
+
+    Example:
+        >>> is_temp_file(".ct_seg.nii.gz.k2j4_x9a.tmp.nii.gz"), is_temp_file(".notes.tmp")
+        (True, False)
+    """
+    match = _TEMP_NAME.match(Path(path).name)
+    return match is not None and "".join(Path(match["final"]).suffixes) == match["suffix"]
+
+
+def remove_stale_temp_files(folder: PathLike, *, older_than_s: float = STALE_AFTER_S, max_depth: int = 0) -> list[Path]:
+    """Delete temporary files of :func:`atomic_path` that a killed process left in ``folder``.
+
+    Only regular files named exactly as :func:`atomic_path` names them and not modified for ``older_than_s``
+    seconds are removed (a younger one may belong to a run still writing it); nothing else is touched.
+
+    Args:
+        folder: the folder to clean (missing: nothing to do).
+        older_than_s: minimum age in seconds (default one hour).
+        max_depth: also clean sub-folders this many levels down.
+
+    Returns:
+        The removed files.
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    cutoff = time.time() - older_than_s
+    for entry in root.iterdir():
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                if max_depth > 0:
+                    removed += remove_stale_temp_files(entry, older_than_s=older_than_s, max_depth=max_depth - 1)
+            elif entry.is_file() and is_temp_file(entry) and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed.append(entry)
+        except OSError as err:  # a file another process removed meanwhile, or no permission: leave it
+            logger.debug("cannot clean %s: %s", entry, err)
+    return removed
 
 
 def write_text(path: PathLike, text: str) -> None:

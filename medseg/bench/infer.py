@@ -1,17 +1,24 @@
-"""``medseg bench infer``: our sliding-window predictor against MONAI's ``sliding_window_inference``.
+"""``medseg bench infer``: the medseg Predictor against MONAI's ``sliding_window_inference``, plain and tuned.
 
-Both run in one process on the same network weights (two copies of one randomly initialised network, so a
-memory-format change of ours cannot affect the reference), the same synthetic CT-like volume and the same
-settings: window size, overlap, Gaussian blending with σ = 0.125·roi, window batch size. For a 2D network on a
-volume the reference is MONAI's usual slice-wise set-up: windows ``(rh, rw, 1)`` with the depth axis squeezed for
-the network. After one warm-up run each, the two are timed back to back ``--repeats`` times (order alternating:
-MONAI then ours, ours then MONAI, ...). ``ratio`` = ours / MONAI (below 1: ours is faster) is the median of the
-per-pair ratios, which cancels most of the drift of a shared machine's load between pairs; ``ratio_of_medians``
-and ``ratio_best`` (fastest run of each) are reported too, and the throughputs use the median times.
+Rows, all in one process on copies of the same network weights, the same synthetic CT-like volume and the same
+window settings (window size, overlap, Gaussian blending with σ = 0.125·roi, window batch size):
 
-``agreement`` is the smallest per-class Dice between the two label maps (argmax over classes; the minority class
-of a randomly initialised network counts as much as the majority), ``foreground_dice`` the Dice of label > 0,
-``voxel_agreement`` the fraction of equal labels.
+``monai_plain``
+    MONAI as it is usually called: for a 2D network on a volume, windows ``(rh, rw, 1)`` with the depth axis
+    squeezed for the network (one slice per window), a contiguous network, the importance map rebuilt per call.
+``monai_best``
+    MONAI configured as well as it can be: the slices as a batch of 2D images, channels-last memory for a 2D
+    network, the cached Gaussian passed as ``roi_weight_map``, ``torch.inference_mode``.
+``medseg``
+    :class:`medseg.inference.Predictor` (which calls MONAI's function with those same settings).
+``medseg_<engine>``
+    with ``--engines``: the Predictor running the network on another engine (``compile``, ``onnxruntime``,
+    ``openvino``; see :mod:`medseg.inference.engines`), where installed.
+
+After one warm-up run each, every repeat times all rows back to back, in alternating order. Each ratio is the
+median of the per-repeat ratios (which cancels most of the drift of a shared machine's load between repeats) with
+their range. ``agreement`` is the smallest per-class Dice between a row's label map and ``monai_plain``'s (argmax
+over classes; the minority class of a randomly initialised network counts as much as the majority).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import copy
 import json
 import logging
 import math
+import os
 import platform
 import statistics
 import sys
@@ -30,7 +38,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-HELP = "sliding-window inference speed and agreement against MONAI"
+HELP = "sliding-window inference speed and agreement: medseg vs MONAI plain and MONAI best-configured"
+REFERENCES = ("monai_plain", "monai_best")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,14 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1)")
     parser.add_argument("--sw-batch-size", type=int, default=8, help="windows per network call")
     parser.add_argument("--classes", type=int, default=2, help="network output channels")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each method (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of each row (after one warm-up)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where both methods run")
+    parser.add_argument("--device", default="cpu", help="where every row runs: cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=(),
+        metavar="ENGINE",
+        help="also time the Predictor on these engines (compile, onnxruntime, openvino)",
+    )
     parser.add_argument(
         "--amp",
         choices=("none", "bf16", "fp16"),
         default="none",
-        help="also time ours with CUDA mixed precision (reported separately; the ratio stays fp32 vs fp32)",
+        help="also time medseg with CUDA mixed precision (a separate row; the other rows stay fp32)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the volume")
 
@@ -90,12 +106,6 @@ def _timed(fn: Callable[[], Any], sync: Callable[[], None]) -> tuple[float, Any]
     return time.perf_counter() - start, out
 
 
-def _dice_fg(a: Any, b: Any) -> float:
-    fa, fb = a > 0, b > 0
-    denom = int(fa.sum()) + int(fb.sum())
-    return 1.0 if denom == 0 else 2.0 * int((fa & fb).sum()) / denom
-
-
 def _min_class_dice(a: Any, b: Any) -> float:
     """The smallest per-class Dice over the labels present in either mask (1.0 if they are identical)."""
     import torch
@@ -107,178 +117,203 @@ def _min_class_dice(a: Any, b: Any) -> float:
     return min(scores) if scores else 1.0
 
 
-def benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Run both methods and return the figures (see the module docstring)."""
-    import monai
+def _paired(times: dict[str, list[float]], row: str, reference: str) -> list[float]:
+    """[median, min, max] of the per-repeat ratios row / reference."""
+    ratios = [a / b for a, b in zip(times[row], times[reference], strict=True)]
+    return [statistics.median(ratios), min(ratios), max(ratios)]
+
+
+def _check(args: argparse.Namespace) -> None:
     import torch
-    from monai.inferers.utils import sliding_window_inference
 
-    from medseg.inference import Predictor
-    from medseg.networks import create_network
+    from medseg.inference.devices import resolve_device
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if len(args.roi) != args.spatial_dims:
         raise ValueError(f"--roi needs {args.spatial_dims} values for a {args.spatial_dims}D network, got {args.roi}")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available here; use --device cpu")
-    device = torch.device(args.device)
-    shape = tuple(int(s) for s in args.shape)
-    roi = tuple(int(r) for r in args.roi)
+    from medseg.inference.engines import ENGINES
 
+    bad = [e for e in args.engines if e not in ENGINES or e == "eager"]
+    if bad:
+        raise ValueError(f"--engines takes {', '.join(e for e in ENGINES if e != 'eager')}, got {bad}")
+    device = resolve_device(args.device, "--device")
+    if args.amp != "none" and device.type != "cuda":
+        raise ValueError("--amp needs --device cuda")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+
+def _rows(args: argparse.Namespace, net: Any, volume: Any, device: Any) -> dict[str, Callable[[], Any]]:
+    """The functions to time, each returning logits ``(1, K, H, W, D)``."""
+    import torch
+    from monai.inferers.utils import sliding_window_inference
+
+    from medseg.inference import Predictor, gaussian_weights
+
+    roi = tuple(int(r) for r in args.roi)
+    common = {"overlap": args.overlap, "mode": "gaussian"}
+    plain_net = copy.deepcopy(net).to(device).eval()
+    fmt = torch.channels_last if args.spatial_dims == 2 else torch.contiguous_format
+    best_net = copy.deepcopy(net).to(device).eval().to(memory_format=fmt)
+    weights = gaussian_weights(roi, "gaussian", 0.125, device)
+
+    def monai_plain() -> torch.Tensor:
+        with torch.no_grad():
+            if args.spatial_dims == 2:
+                return sliding_window_inference(  # type: ignore[return-value]
+                    volume, (*roi, 1), args.sw_batch_size, lambda w: plain_net(w[..., 0])[..., None], **common
+                )
+            return sliding_window_inference(volume, roi, args.sw_batch_size, plain_net, **common)  # type: ignore[return-value]
+
+    def monai_best() -> torch.Tensor:
+        with torch.inference_mode():
+            if args.spatial_dims == 3:
+                out = sliding_window_inference(
+                    volume, roi, args.sw_batch_size, best_net, roi_weight_map=weights, **common
+                )
+                return out  # type: ignore[return-value]
+            b, c, h, w, d = volume.shape
+            slices = volume.movedim(-1, 1).reshape(b * d, c, h, w)
+            out = sliding_window_inference(
+                slices,
+                roi,
+                args.sw_batch_size,
+                lambda t: best_net(t.contiguous(memory_format=fmt)),
+                roi_weight_map=weights,
+                **common,
+            )
+            assert isinstance(out, torch.Tensor)
+            return out.reshape(b, d, -1, h, w).movedim(1, -1)
+
+    def predictor(engine: Any = "eager", amp: str | None = None) -> Callable[[], torch.Tensor]:
+        p = Predictor(
+            copy.deepcopy(net),
+            roi_size=roi,
+            overlap=args.overlap,
+            sw_batch_size=args.sw_batch_size,
+            device=device,
+            amp=amp,
+            engine=engine,
+        )
+        return lambda: p.predict_logits(volume)
+
+    rows: dict[str, Callable[[], Any]] = {"monai_plain": monai_plain, "monai_best": monai_best, "medseg": predictor()}
+    for engine in args.engines:
+        rows[f"medseg_{engine}"] = predictor(engine)
+    if args.amp != "none":
+        rows[f"medseg_amp_{args.amp}"] = predictor(amp=args.amp)
+    return rows
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Time every row and return the figures (see the module docstring)."""
+    import monai
+    import torch
+
+    from medseg.inference.devices import resolve_device
+    from medseg.networks import create_network
+
+    _check(args)
+    device = resolve_device(args.device, "--device")
+    shape = tuple(int(s) for s in args.shape)
     torch.manual_seed(args.seed)
     net = create_network(args.network, spatial_dims=args.spatial_dims, in_channels=1, out_channels=args.classes)
     net = net.eval()
-    reference_net = copy.deepcopy(net).to(device).eval()
-    params = sum(p.numel() for p in net.parameters())
     volume = synthetic_ct(shape, args.seed).to(device)
     voxels = math.prod(shape)
-
-    if args.spatial_dims == 2:
-        monai_roi: tuple[int, ...] = (*roi, 1)
-
-        def reference_predictor(window: torch.Tensor) -> torch.Tensor:
-            return reference_net(window[..., 0])[..., None]
-
-    else:
-        monai_roi = roi
-        reference_predictor = reference_net
-
-    def run_monai() -> torch.Tensor:
-        with torch.no_grad():
-            out = sliding_window_inference(
-                volume, monai_roi, args.sw_batch_size, reference_predictor, overlap=args.overlap, mode="gaussian"
-            )
-        assert isinstance(out, torch.Tensor)
-        return out
-
-    predictor = Predictor(
-        net, roi_size=roi, overlap=args.overlap, sw_batch_size=args.sw_batch_size, device=device, mode="gaussian"
-    )
-
-    def run_ours() -> torch.Tensor:
-        return predictor.predict_logits(volume)
+    load_before = os.getloadavg()
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    methods = {"monai": run_monai, "ours": run_ours}
+    setup: dict[str, float] = {}
+    start = time.perf_counter()
+    rows = _rows(args, net, volume, device)
+    outputs: dict[str, Any] = {}
     peak: dict[str, int] = {}
-    outputs: dict[str, torch.Tensor] = {}
-    for name, fn in methods.items():  # warm-up (allocator, oneDNN primitives, caches) + peak memory
+    for name, fn in rows.items():  # warm-up (allocator, oneDNN primitives, compilation, sessions) + peak memory
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        _, outputs[name] = _timed(fn, sync)
+        setup[name], outputs[name] = _timed(fn, sync)
         if device.type == "cuda":
             peak[name] = int(torch.cuda.max_memory_allocated(device))
-    times: dict[str, list[float]] = {"monai": [], "ours": []}
+    setup["build"] = time.perf_counter() - start - sum(setup.values())
+    times: dict[str, list[float]] = {name: [] for name in rows}
+    names = list(rows)
     for i in range(args.repeats):
-        order = ("monai", "ours") if i % 2 == 0 else ("ours", "monai")
-        for name in order:
-            seconds, _ = _timed(methods[name], sync)
-            times[name].append(seconds)
-    a = outputs["monai"].argmax(1)
-    b = outputs["ours"].argmax(1)
-    median = {k: statistics.median(v) for k, v in times.items()}
-    paired = [o / m for o, m in zip(times["ours"], times["monai"], strict=True)]
-    result: dict[str, Any] = {
-        "ratio": statistics.median(paired),
-        "ratio_range": [min(paired), max(paired)],
-        "ratio_of_medians": median["ours"] / median["monai"],
-        "ratio_best": min(times["ours"]) / min(times["monai"]),
-        "agreement": _min_class_dice(a, b),
-        "foreground_dice": _dice_fg(a, b),
-        "voxel_agreement": float((a == b).float().mean()),
-        "max_abs_logit_diff": float((outputs["monai"].float() - outputs["ours"].float().to(device)).abs().max()),
-        "foreground_fraction": float((a > 0).float().mean()),
-        "monai_seconds": median["monai"],
-        "ours_seconds": median["ours"],
-        "monai_voxels_per_s": voxels / median["monai"],
-        "ours_voxels_per_s": voxels / median["ours"],
-        "times": times,
+        for name in names if i % 2 == 0 else names[::-1]:
+            times[name].append(_timed(rows[name], sync)[0])
+    reference_labels = outputs["monai_plain"].argmax(1)
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        median = statistics.median(times[name])
+        labels = outputs[name].argmax(1).to(reference_labels.device)
+        table[name] = {
+            "seconds": median,
+            "voxels_per_s": voxels / median,
+            "first_run_seconds": setup[name],
+            "ratio_vs_monai_plain": _paired(times, name, "monai_plain"),
+            "ratio_vs_monai_best": _paired(times, name, "monai_best"),
+            "agreement": _min_class_dice(reference_labels, labels),
+            "voxel_agreement": float((reference_labels == labels).float().mean()),
+            "max_abs_logit_diff": float(
+                (outputs[name].float().to(reference_labels.device) - outputs["monai_plain"].float()).abs().max()
+            ),
+            "times": times[name],
+        }
+        if name in peak:
+            table[name]["peak_bytes"] = peak[name]
+    return {
+        "rows": table,
         "network": args.network,
         "spatial_dims": args.spatial_dims,
-        "parameters": params,
+        "parameters": sum(p.numel() for p in net.parameters()),
         "shape": list(shape),
-        "roi": list(roi),
+        "roi": list(args.roi),
         "overlap": args.overlap,
         "sw_batch_size": args.sw_batch_size,
         "repeats": args.repeats,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "load_average": [list(load_before), list(os.getloadavg())],
         "torch": torch.__version__,
         "monai": monai.__version__,
         "python": platform.python_version(),
     }
-    if peak:
-        result["monai_peak_bytes"] = peak["monai"]
-        result["ours_peak_bytes"] = peak["ours"]
-    if args.amp != "none":
-        if device.type != "cuda":
-            raise ValueError("--amp needs --device cuda")
-        amp_predictor = Predictor(
-            copy.deepcopy(reference_net),
-            roi_size=roi,
-            overlap=args.overlap,
-            sw_batch_size=args.sw_batch_size,
-            device=device,
-            amp=args.amp,
-        )
-        torch.cuda.reset_peak_memory_stats(device)
-        _, amp_out = _timed(lambda: amp_predictor.predict_logits(volume), sync)
-        amp_peak = int(torch.cuda.max_memory_allocated(device))
-        amp_times = [_timed(lambda: amp_predictor.predict_logits(volume), sync)[0] for _ in range(args.repeats)]
-        result["amp"] = {
-            "dtype": args.amp,
-            "seconds": statistics.median(amp_times),
-            "voxels_per_s": voxels / statistics.median(amp_times),
-            "peak_bytes": amp_peak,
-            "agreement_vs_monai_fp32": _min_class_dice(a, amp_out.argmax(1).to(a.device)),
-        }
-    return result
 
 
 def _text(r: dict[str, Any]) -> str:
     lines = [
         f"sliding-window inference: {r['network']} ({r['parameters']:,} parameters, {r['spatial_dims']}D) on a "
         f"{'x'.join(map(str, r['shape']))} volume, roi {r['roi']}, overlap {r['overlap']}, gaussian, "
-        f"sw_batch_size {r['sw_batch_size']}, {r['device']}, {r['threads']} threads, median of {r['repeats']}",
-        f"  MONAI sliding_window_inference: {r['monai_seconds']:.3f} s  ({r['monai_voxels_per_s']:,.0f} voxels/s)",
-        f"  medseg Predictor:              {r['ours_seconds']:.3f} s  ({r['ours_voxels_per_s']:,.0f} voxels/s)",
-        f"  ratio (ours / MONAI, median of paired runs): {r['ratio']:.3f}   (of medians: {r['ratio_of_medians']:.3f}, "
-        f"best-of: {r['ratio_best']:.3f})",
-        f"  agreement (min per-class Dice): {r['agreement']:.6f}   voxel agreement: {r['voxel_agreement']:.6f}   "
-        f"max |logit diff|: {r['max_abs_logit_diff']:.2e}",
+        f"sw_batch_size {r['sw_batch_size']}, {r['device']}, {r['threads']} threads, {r['repeats']} paired repeats, "
+        f"load average {r['load_average'][0][0]:.1f} -> {r['load_average'][1][0]:.1f}",
+        f"  {'row':<22} {'median s':>9} {'voxels/s':>12}  {'vs monai_plain (range)':>24}  "
+        f"{'vs monai_best (range)':>24}  agreement",
     ]
-    low, high = r["ratio_range"]
-    if high > 1.5 * low:
+    unstable = False
+    for name, row in r["rows"].items():
+        plain, best = row["ratio_vs_monai_plain"], row["ratio_vs_monai_best"]
+        unstable |= plain[2] > 1.5 * plain[1]
         lines.append(
-            f"  warning: timings are unstable (paired ratios {low:.2f}..{high:.2f}): the machine is busy; "
+            f"  {name:<22} {row['seconds']:>9.3f} {row['voxels_per_s']:>12,.0f}  "
+            f"{plain[0]:>6.3f} ({plain[1]:.2f}-{plain[2]:.2f}){'':>9}  {best[0]:>6.3f} ({best[1]:.2f}-{best[2]:.2f})"
+            f"{'':>9}  {row['agreement']:.6f}"
+        )
+    lines.append("  ratios are medians of per-repeat time ratios (below 1: faster than the reference)")
+    if unstable:
+        lines.append(
+            "  warning: timings are unstable (paired ratios spread by more than 1.5x): the machine is busy; "
             "compare with --threads 1 and more --repeats"
-        )
-    if "monai_peak_bytes" in r:
-        lines.append(
-            f"  peak GPU memory: MONAI {r['monai_peak_bytes'] / 2**20:.1f} MiB, "
-            f"ours {r['ours_peak_bytes'] / 2**20:.1f} MiB"
-        )
-    if "amp" in r:
-        amp = r["amp"]
-        lines.append(
-            f"  ours with {amp['dtype']} autocast: {amp['seconds']:.3f} s ({amp['voxels_per_s']:,.0f} voxels/s), "
-            f"peak {amp['peak_bytes'] / 2**20:.1f} MiB, agreement vs MONAI fp32 {amp['agreement_vs_monai_fp32']:.6f}"
         )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     result = benchmark(args)
-    if args.json:
-        sys.stdout.write(json.dumps(result) + "\n")
-    else:
-        sys.stdout.write(_text(result) + "\n")
+    sys.stdout.write((json.dumps(result) if args.json else _text(result)) + "\n")
     return 0

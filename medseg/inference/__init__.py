@@ -1,17 +1,25 @@
-"""Inference: fast sliding-window prediction and masks written in each input's own geometry.
+"""Inference: sliding-window prediction and masks written in each input's own geometry.
 
-Pieces:
+Pieces, one job each:
 
 * :class:`Predictor` (:mod:`~medseg.inference.predictor`): a network plus every inference setting (window size,
-  overlap 0.5, Gaussian blending, window batch, flip TTA, multi-scale, device, stitching device, AMP), built once
-  and applied to tensors. A 2D network given a 3D volume runs on its slices, batched.
-* :func:`sliding_window_predict` (:mod:`~medseg.inference.sliding_window`): the blending core, with MONAI's
-  windows and weights and less overhead (``medseg bench infer`` measures both).
+  overlap 0.5, Gaussian blending through MONAI's ``sliding_window_inference``, window batch, flip TTA,
+  multi-scale, device ``auto``/``cpu``/``cuda[:N]``/``mps``, stitching device, AMP), built once and applied to
+  tensors. A 2D network given a 3D volume runs on its slices, batched, in channels-last memory.
 * :class:`Preprocessing`: the model's :mod:`medseg.transforms` pipelines per input kind (volumes, 2D images),
-  whose spatial steps are undone with MONAI's ``Invertd``.
-* :class:`MaskWriter` and :func:`predict_files` / :func:`run_inference`: files in, files out (NIfTI masks with the
-  input's header, PNG masks and overlays, overlay videos), atomic, skipping finished outputs.
-* :func:`load_bundle` / :func:`predict_with_bundle`: the same from a bundle's ``configs/inference.json``.
+  split into reading (files, or arrays in memory) and preparing; spatial steps are undone with MONAI's ``Invertd``.
+* :func:`segment` (:mod:`~medseg.inference.segment`): in memory, an array with its affine or a nibabel image in,
+  its :class:`Segmentation` out, after the input checks of :mod:`~medseg.inference.checks` (non-finite values,
+  intensities far from the model's range).
+* :func:`discover_input` (:mod:`~medseg.inference.discovery`): paths -> cases (files, folders of volumes, DICOM
+  folders with one or several series, frame folders, videos), and :func:`split_parts` for several processes.
+* writers (:mod:`~medseg.inference.writers`): one class per output kind (NIfTI mask, PNG mask, overlay,
+  probabilities; register another with :func:`register_writer`) configured by :class:`MaskWriter`.
+* :func:`predict_files` / :func:`run_inference` (:mod:`~medseg.inference.api`): files in, files out, atomic, with a
+  provenance sidecar per case (:mod:`~medseg.inference.provenance`) so up-to-date cases are skipped and stale ones
+  recomputed.
+* :func:`load_bundle` / :func:`predict_with_bundle`: the same from a bundle's ``configs/inference.json``; bundles
+  from outside medseg run only when trusted.
 
 Bundle contract: the ids of ``configs/inference.json``
 ------------------------------------------------------
@@ -42,7 +50,8 @@ Conventional ids the predictor refers to (MONAI model-zoo names):
     ``"$@bundle_root + '/models/model.pt'"``: the trained weights (a state dict). A bundle without them
     fails with a one-line error naming the missing file (``medseg predict --ckpt FILE`` points elsewhere).
 ``device``, ``tta``
-    ``"cpu"`` and ``false`` by default; ``medseg predict --device``/``--tta`` override them.
+    ``"auto"`` and ``false`` by default; ``medseg predict --device``/``--tta`` override them
+    (``--engine`` sets ``predictor#engine``: ``eager`` unless the bundle says otherwise).
 
 Optional (defaults in brackets):
 
@@ -73,43 +82,59 @@ from __future__ import annotations
 
 from typing import Any
 
-from medseg.inference.api import (
-    CasePrediction,
-    CaseResult,
-    InputCase,
-    PredictionReport,
-    discover_input,
-    predict_case,
-    predict_files,
-    run_inference,
+from medseg.inference.api import CaseResult, PredictionReport, predict_files, run_inference
+from medseg.inference.bundle import (
+    INFERENCE_CONFIG,
+    BundleInference,
+    UntrustedBundleError,
+    is_shipped_bundle,
+    load_bundle,
+    predict_with_bundle,
 )
-from medseg.inference.bundle import INFERENCE_CONFIG, BundleInference, load_bundle, predict_with_bundle
-from medseg.inference.predictor import Predictor, load_weights, tta_flips
+from medseg.inference.checks import IntensityReference
+from medseg.inference.devices import resolve_device
+from medseg.inference.discovery import InputCase, discover_input, split_parts
+from medseg.inference.predictor import Predictor, gaussian_weights, load_weights, tta_flips
 from medseg.inference.preprocessing import Preprocessing
-from medseg.inference.sliding_window import importance_map, sliding_window_predict
-from medseg.inference.writers import DEFAULT_COLORS, MaskWriter
+from medseg.inference.segment import Segmentation, segment
+from medseg.inference.writers import (
+    DEFAULT_COLORS,
+    WRITERS,
+    MaskWriter,
+    OutputWriteError,
+    OutputWriter,
+    register_writer,
+)
 
 __all__ = [
     "DEFAULT_COLORS",
     "INFERENCE_CONFIG",
+    "WRITERS",
     "BundleInference",
-    "CasePrediction",
     "CaseResult",
     "InputCase",
+    "IntensityReference",
     "MaskWriter",
+    "OutputWriteError",
+    "OutputWriter",
     "PredictionReport",
     "Predictor",
     "Preprocessing",
+    "Segmentation",
+    "UntrustedBundleError",
     "discover_input",
-    "importance_map",
+    "gaussian_weights",
     "inference_config",
+    "is_shipped_bundle",
     "load_bundle",
     "load_weights",
-    "predict_case",
     "predict_files",
     "predict_with_bundle",
+    "register_writer",
+    "resolve_device",
     "run_inference",
-    "sliding_window_predict",
+    "segment",
+    "split_parts",
     "tta_flips",
 ]
 
@@ -120,7 +145,7 @@ def inference_config(
     predictor: dict[str, Any] | None = None,
     preprocessing: dict[str, Any] | None = None,
     writer: dict[str, Any] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
 ) -> dict[str, Any]:
     """A complete ``inference.json`` following the contract above.
 
@@ -129,7 +154,7 @@ def inference_config(
         predictor: extra :class:`Predictor` arguments (``roi_size``, ``sw_batch_size``, ...).
         preprocessing: the ``preprocessing`` component (default: ``Preprocessing()``'s defaults).
         writer: extra :class:`MaskWriter` arguments.
-        device: the default device.
+        device: the default device (``"auto"``: CUDA, else MPS, else CPU).
 
     Returns:
         A JSON-serialisable dict.

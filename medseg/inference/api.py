@@ -1,32 +1,36 @@
-"""Plain API over files: :func:`predict_files` (what ``medseg predict`` and bundles call) and :func:`predict_case`.
+"""Files in, files out: :func:`predict_files` (what ``medseg predict`` and bundles call) and :func:`run_inference`.
 
-Inputs and outputs, with ``NAME`` the input's file name without its suffix (or the folder name):
+Inputs are found by :mod:`~medseg.inference.discovery`, predicted by :func:`~medseg.inference.segment.
+segment_loaded` and written by the writers of :mod:`~medseg.inference.writers`; with ``NAME`` a case's name:
 
 ======================================  =====================================================================
 input                                   written under ``OUTPUT_DIR``
 ======================================  =====================================================================
 NIfTI volume ``NAME.nii[.gz]``          ``NAME_seg.nii.gz`` (uint8 labels, the input's shape and header)
-DICOM series folder ``NAME/``           ``NAME_seg.nii.gz`` (the series' grid and RAS affine)
-2D image ``NAME.png|jpg|bmp|tif``       ``NAME_seg.png`` (labels) and ``NAME_overlay.png``
+DICOM series (folder)                   ``NAME_seg.nii.gz`` (the series' grid and RAS affine)
+2D image ``NAME.png|jpg|bmp|tif``       ``NAME_seg.png`` (palette PNG of the labels) and ``NAME_overlay.png``
 2D NIfTI slice ``NAME.nii[.gz]``        ``NAME_seg.nii.gz``
 folder of frames ``NAME/``              ``NAME/FRAME_seg.png`` and ``NAME/FRAME_overlay.png`` per frame
 video ``NAME.mp4|avi|mov|mkv|...``      ``NAME/frame_000000_seg.png``... and ``NAME_overlay.mp4``
+every case                              ``NAME_prediction.json``: what produced the outputs (:mod:`.provenance`)
 ======================================  =====================================================================
 
 With ``save_probabilities`` (see :class:`~medseg.inference.writers.MaskWriter`) a ``NAME_prob.nii.gz``
 ``(x, y, z, K)`` or ``NAME_prob.npy`` ``(K, H, W)`` goes next to the mask.
 
-Existing outputs are kept unless ``overwrite=True``: finished cases (and finished frames of a folder or video)
-are skipped, so a batch that was interrupted continues where it stopped. A case that fails (unreadable file,
-4D series, wrong channel count, ...) is reported with a one-line message naming it, and the others are still
-processed.
+A case is skipped when its outputs exist and its sidecar says they were made from the same input bytes, weights
+and settings; otherwise (another input of the same name, a new checkpoint, an interrupted run) it is recomputed
+with one warning line. Frames of a folder or a video that an interrupted run finished are kept. A case that fails
+because of its input (unreadable, 4D, NaN voxels, ...) is reported in one line and the others go on (exit code
+2); a failure to write our own outputs (full disk, permissions) stops the batch (exit code 1), since every later
+case would fail the same way. Temporary files that a killed run left behind are removed at the start.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import tempfile
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,32 +39,37 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medseg.inference.checks import IntensityPolicy, NonFinitePolicy
+from medseg.inference.discovery import InputCase, discover_input, split_parts
 from medseg.inference.predictor import Predictor
 from medseg.inference.preprocessing import InputKind, Preprocessing
-from medseg.inference.writers import MaskWriter, even_frame, read_rgb, write_nifti_like, write_png
+from medseg.inference.provenance import (
+    Provenance,
+    describe,
+    digest_files,
+    digest_json,
+    read_sidecar,
+    sidecar_path,
+)
+from medseg.inference.segment import Segmentation, segment_loaded
+from medseg.inference.writers import (
+    MaskWriter,
+    OutputWriteError,
+    OutputWriter,
+    PngMaskWriter,
+    VideoOverlayWriter,
+    read_rgb,
+    writing,
+)
 from medseg.typing import PathLike
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "CasePrediction",
-    "CaseResult",
-    "InputCase",
-    "PredictionReport",
-    "discover_input",
-    "predict_case",
-    "predict_files",
-    "run_inference",
-]
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv")
-VOLUME_SUFFIXES = (".dcm", ".mha", ".mhd", ".nrrd", ".nhdr")
-SourceKind = Literal["nifti", "dicom", "image", "frames", "video", "volume_file"]
+__all__ = ["INPUT_ERRORS", "CaseResult", "PredictionReport", "predict_files", "root_cause", "run_inference"]
 
 #: Failures caused by the input (exit code 2); anything else is unexpected (exit code 1).
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, OSError, EOFError)
+Status = Literal["written", "skipped", "failed", "not run"]
 
 
 def root_cause(err: BaseException) -> BaseException:
@@ -79,88 +88,22 @@ def root_cause(err: BaseException) -> BaseException:
     return err
 
 
-def _natural_key(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def _lower(path: Path) -> str:
-    return path.name.lower()
-
-
-def _is_dicom_file(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(128)
-            return fh.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class InputCase:
-    """One input as classified by :func:`discover_input`.
-
-    Attributes:
-        path: the file or folder.
-        source: ``"nifti"``, ``"dicom"`` (series folder), ``"volume_file"`` (``.dcm``/``.mha``/``.nrrd``),
-            ``"image"``, ``"frames"`` (folder of 2D images) or ``"video"``.
-        name: the output base name.
-        files: the frame files of a ``"frames"`` folder, in natural order.
-    """
-
-    path: Path
-    source: SourceKind
-    name: str
-    files: tuple[Path, ...] = ()
-
-
-def discover_input(path: PathLike) -> InputCase:
-    """Classify an input path by suffix or folder content.
-
-    Raises:
-        FileNotFoundError: if the path does not exist.
-        ValueError: if it is no supported kind of input.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file or folder")
-    low = _lower(p)
-    if p.is_file():
-        if low.endswith(NIFTI_SUFFIXES):
-            name = p.name[: -len(".nii.gz")] if low.endswith(".nii.gz") else p.stem
-            return InputCase(p, "nifti", name)
-        if low.endswith(IMAGE_SUFFIXES):
-            return InputCase(p, "image", p.stem)
-        if low.endswith(VIDEO_SUFFIXES):
-            return InputCase(p, "video", p.stem)
-        if low.endswith(VOLUME_SUFFIXES) or _is_dicom_file(p):
-            return InputCase(p, "volume_file", p.stem if p.suffix else p.name)
-        raise ValueError(
-            f"{p}: not a supported input (NIfTI {'/'.join(NIFTI_SUFFIXES)}, DICOM, 2D image "
-            f"{'/'.join(IMAGE_SUFFIXES)}, video {'/'.join(VIDEO_SUFFIXES)}, or a folder of DICOM files or frames)"
-        )
-    entries = sorted((e for e in p.iterdir() if e.is_file() and not e.name.startswith(".")), key=lambda e: e.name)
-    images = [e for e in entries if _lower(e).endswith(IMAGE_SUFFIXES)]
-    if any(_lower(e).endswith(".dcm") or _is_dicom_file(e) for e in entries):
-        return InputCase(p, "dicom", p.name)
-    if images:
-        return InputCase(p, "frames", p.name, tuple(sorted(images, key=lambda e: _natural_key(e.name))))
-    hint = (
-        " (it has sub-folders: give the series or frame folder itself)" if any(e.is_dir() for e in p.iterdir()) else ""
-    )
-    raise ValueError(f"{p}: folder holds neither DICOM files nor 2D images (frames); nothing to segment{hint}")
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
 
 
 @dataclass
 class CaseResult:
-    """What happened to one input."""
+    """What happened to one case."""
 
     input: str
     source: str
-    status: Literal["written", "skipped", "failed"]
+    status: Status
+    name: str = ""
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
     unexpected: bool = False
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -170,65 +113,45 @@ class PredictionReport:
 
     results: list[CaseResult] = field(default_factory=list)
 
+    def _with(self, status: Status) -> list[CaseResult]:
+        return [r for r in self.results if r.status == status]
+
     @property
     def failed(self) -> list[CaseResult]:
-        return [r for r in self.results if r.status == "failed"]
+        return self._with("failed")
 
     @property
     def written(self) -> list[CaseResult]:
-        return [r for r in self.results if r.status == "written"]
+        return self._with("written")
 
     @property
     def skipped(self) -> list[CaseResult]:
-        return [r for r in self.results if r.status == "skipped"]
+        return self._with("skipped")
+
+    @property
+    def not_run(self) -> list[CaseResult]:
+        """Cases left out after a failure that stopped the batch (an output could not be written)."""
+        return self._with("not run")
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for r in self.results for w in r.warnings]
 
     @property
     def exit_code(self) -> int:
-        """0 if every case succeeded or was skipped, 1 if any failed unexpectedly, else 2 (bad inputs)."""
+        """0 if every case succeeded or was skipped, 1 if any failed unexpectedly or on writing, else 2."""
         if not self.failed:
             return 0
         return 1 if any(r.unexpected for r in self.failed) else 2
 
     def summary(self) -> str:
-        return (
-            f"{len(self.results)} input(s): {len(self.written)} written, {len(self.skipped)} skipped "
-            f"(outputs exist), {len(self.failed)} failed"
+        text = (
+            f"{len(self.results)} case(s): {len(self.written)} written, {len(self.skipped)} skipped "
+            f"(up to date), {len(self.failed)} failed"
         )
-
-
-@dataclass
-class CasePrediction:
-    """A prediction mapped back to the input's own grid.
-
-    Attributes:
-        labels: ``(x, y, z)`` or ``(H, W)`` label map (uint8).
-        probabilities: ``(K, *spatial)`` float32 probabilities on the same grid.
-        data: the preprocessed dictionary (``data["image"]`` holds the metadata of the input).
-    """
-
-    labels: np.ndarray
-    probabilities: np.ndarray
-    data: dict[str, Any]
-
-
-def predict_case(path: PathLike, predictor: Predictor, preprocessing: Preprocessing, kind: InputKind) -> CasePrediction:
-    """Load, preprocess, predict and map the prediction back onto ``path``'s own grid.
-
-    Args:
-        path: a volume (NIfTI file, DICOM series folder) or a 2D image file.
-        predictor: the configured :class:`~medseg.inference.Predictor`.
-        preprocessing: the model's :class:`~medseg.inference.Preprocessing`.
-        kind: ``"volume"`` or ``"image"``: which pipeline to use.
-
-    Returns:
-        The labels and probabilities on the input's grid.
-    """
-    data = preprocessing.load(str(path), kind)
-    image = data["image"]
-    probs = predictor.predict_proba(image.unsqueeze(0))[0]
-    back = preprocessing.invert(kind, data, probs)
-    labels = predictor.labels_from_proba(back.unsqueeze(0))[0, 0]
-    return CasePrediction(labels.numpy().astype(np.uint8), back.numpy(), data)
+        if self.not_run:
+            text += f", {len(self.not_run)} not run (stopped after an output error)"
+        return text
 
 
 def _nifti_reference(path: Path) -> Any:
@@ -237,9 +160,7 @@ def _nifti_reference(path: Path) -> Any:
     try:
         ref: Any = nib.load(str(path))
     except Exception as err:
-        raise ValueError(
-            f"{path}: cannot read as NIfTI ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-        ) from err
+        raise ValueError(f"{path}: cannot read as NIfTI ({type(err).__name__}: {_one_line(err)[:200]})") from err
     shape = tuple(int(s) for s in ref.shape)
     if len(shape) > 3 and int(np.prod(shape[3:])) > 1:
         raise ValueError(
@@ -249,7 +170,22 @@ def _nifti_reference(path: Path) -> Any:
     return ref
 
 
-class _Runner:
+_VIDEO_FRAME_OUTPUT = re.compile(r"^frame_\d{6}_(seg\.png|overlay\.png|prob\.npy)$")
+
+
+def _video_frame_count(reader: Any) -> int | None:
+    """The exact number of frames (ffmpeg counts them in one pass without decoding to images), else the header's."""
+    try:
+        count = int(reader.count_frames())
+        if count > 0:
+            return count
+    except Exception:  # some containers cannot be counted: fall back to the header's estimate
+        logger.debug("cannot count the frames of the video", exc_info=True)
+    nframes = reader.get_meta_data().get("nframes")
+    return int(nframes) if isinstance(nframes, (int, float)) and 0 < nframes < float("inf") else None
+
+
+class _Batch:
     """Processes the cases of one :func:`predict_files` call."""
 
     def __init__(
@@ -258,8 +194,11 @@ class _Runner:
         predictor: Predictor,
         preprocessing: Preprocessing,
         writer: MaskWriter,
+        *,
         overwrite: bool,
         progress: bool,
+        nonfinite: NonFinitePolicy,
+        intensity_check: IntensityPolicy,
     ) -> None:
         self.out = output_dir
         self.predictor = predictor
@@ -267,63 +206,105 @@ class _Runner:
         self.writer = writer
         self.overwrite = overwrite
         self.progress = progress
+        self.nonfinite: NonFinitePolicy = nonfinite
+        self.intensity_check: IntensityPolicy = intensity_check
+        self._digests: tuple[str, str, str] | None = None
 
-    def _todo(self, *paths: Path) -> bool:
-        return self.overwrite or not all(p.exists() for p in paths)
+    # -------------------------------------------------------------- provenance
+    def _fixed_digests(self) -> tuple[str, str, str]:
+        if self._digests is None:
+            pre = {"pipelines": describe(self.pre.pipelines), "references": describe(self.pre.references)}
+            self._digests = (self.predictor.fingerprint(), digest_json(pre), digest_json(self.writer.settings()))
+        return self._digests
 
-    # -------------------------------------------------------------- volumes (and 2D NIfTI)
-    def volume(self, case: InputCase) -> tuple[str, list[str]]:
-        seg = self.out / f"{case.name}_seg.nii.gz"
-        prob = self.out / f"{case.name}_prob.nii.gz"
-        wanted = [seg, prob] if self.writer.save_probabilities else [seg]
-        if not self._todo(*wanted):
-            return "skipped", [str(p) for p in wanted]
+    def _begin(self, case: InputCase, planned: list[Path], stale: list[Path]) -> tuple[str, Provenance]:
+        """``"skip"`` (up to date), ``"resume"`` (current but incomplete: keep what exists) or ``"fresh"``.
+
+        ``planned`` are the outputs the case needs; ``stale`` those to remove when the case starts afresh.
+        """
+        model, pre, outputs = self._fixed_digests()
+        try:
+            input_digest = digest_files(case.content_files, case.path if case.files else None)
+        except OSError as err:
+            raise ValueError(f"{case.path}: cannot read ({err.strerror or err})") from err
+        prov = Provenance(input_digest, model, pre, outputs)
+        side = sidecar_path(self.out, case.name)
+        record = read_sidecar(side)
+        if not self.overwrite and prov.matches(record):
+            assert record is not None
+            if record.get("state") == "complete" and all(p.exists() for p in planned):
+                return "skip", prov
+            return "resume", prov  # same input, model and settings: what exists is current, the rest is missing
+        existing = [p for p in stale if p.exists()]
+        if existing and not self.overwrite:
+            what = ", ".join(prov.differences(record))
+            logger.warning("%s: recomputing %d existing output(s) (%s differ)", case.name, len(existing), what)
+        try:
+            side.unlink(missing_ok=True)  # first: outputs without a sidecar count as unfinished
+            for path in existing:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError as err:
+            raise OutputWriteError(f"cannot replace the outputs of {case.name}: {err}") from err
+        self._record(side, prov, "partial")
+        return "fresh", prov
+
+    def _record(self, side: Path, prov: Provenance, state: Literal["partial", "complete"]) -> None:
+        import json
+
+        from medseg import __version__
+
+        with writing(side) as tmp:
+            tmp.write_text(json.dumps(prov.record(state, __version__), indent=2) + "\n", encoding="utf-8")
+
+    # -------------------------------------------------------------- prediction
+    def _segment(self, raw: dict[str, Any], kind: InputKind, name: str) -> Segmentation:
+        return segment_loaded(
+            raw,
+            kind,
+            self.predictor,
+            self.pre,
+            name=name,
+            nonfinite=self.nonfinite,
+            intensity_check=self.intensity_check,
+            keep_probabilities=self.writer.save_probabilities,
+        )
+
+    def _write(self, writers: list[OutputWriter], case: InputCase, seg: Segmentation, folder: Path, stem: str) -> None:
+        for w in writers:
+            w.write(case, seg, folder, stem)
+
+    def volume(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
+        writers = self.writer.writers_for(case)
+        planned = [p for w in writers for p in w.paths(case, self.out, case.name)]
+        state, prov = self._begin(case, planned, planned)
+        if state == "skip":
+            return "skipped", planned, []
         reference = _nifti_reference(case.path) if case.source == "nifti" else None
         kind: InputKind = "image" if reference is not None and len(reference.shape) == 2 else "volume"
-        result = predict_case(case.path, self.predictor, self.pre, kind)
-        affine = None
-        if reference is None:
-            meta = getattr(result.data["image"], "meta", {})
-            affine = np.asarray(meta.get("original_affine", meta.get("affine")), dtype=np.float64)
-            shape = tuple(int(s) for s in np.asarray(meta.get("spatial_shape", result.labels.shape)))
-            if shape != result.labels.shape:
-                raise ValueError(f"{case.path}: mask shape {result.labels.shape} differs from the series' {shape}")
-        write_nifti_like(seg, result.labels, reference, affine)
-        if self.writer.save_probabilities:
-            write_nifti_like(prob, np.moveaxis(result.probabilities, 0, -1).astype(np.float32), reference, affine)
-        return "written", [str(p) for p in wanted]
+        raw = self.pre.read(str(case.path), kind, series_uid=case.series_uid)
+        seg = self._segment(raw, kind, str(case.path))
+        seg.reference = reference
+        self._write(writers, case, seg, self.out, case.name)
+        self._record(sidecar_path(self.out, case.name), prov, "complete")
+        return "written", planned, seg.warnings
 
-    # -------------------------------------------------------------- 2D images
-    def _image_outputs(self, folder: Path, stem: str) -> list[Path]:
-        paths = [folder / f"{stem}_seg.png"]
-        if self.writer.save_overlays:
-            paths.append(folder / f"{stem}_overlay.png")
-        if self.writer.save_probabilities:
-            paths.append(folder / f"{stem}_prob.npy")
-        return paths
+    def _image_file(self, case: InputCase, path: Path, folder: Path, stem: str, writers: list[OutputWriter]) -> Any:
+        raw = self.pre.read(str(path), "image")
+        seg = self._segment(raw, "image", str(path))
+        if any(w.kind == "overlay" for w in writers):
+            seg.display = read_rgb(path)
+        self._write(writers, case, seg, folder, stem)
+        return seg.warnings
 
-    def _image_file(self, path: Path, folder: Path, stem: str) -> bool:
-        outputs = self._image_outputs(folder, stem)
-        if not self._todo(*outputs):
-            return False
-        result = predict_case(path, self.predictor, self.pre, "image")
-        write_png(outputs[0], result.labels)
-        rest = outputs[1:]
-        if self.writer.save_overlays:
-            rgb = read_rgb(path)
-            if rgb.shape[:2] != result.labels.shape:
-                raise ValueError(f"{path}: mask {result.labels.shape} does not match the image size {rgb.shape[:2]}")
-            write_png(rest.pop(0), self.writer.overlay(rgb, result.labels))
-        if self.writer.save_probabilities:
-            from medseg.io import atomic_path
-
-            with atomic_path(rest.pop(0)) as tmp, tmp.open("wb") as fh:
-                np.save(fh, result.probabilities.astype(np.float32))
-        return True
-
-    def image(self, case: InputCase) -> tuple[str, list[str]]:
-        wrote = self._image_file(case.path, self.out, case.name)
-        return ("written" if wrote else "skipped"), [str(p) for p in self._image_outputs(self.out, case.name)]
+    def image(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
+        writers = self.writer.writers_for(case)
+        planned = [p for w in writers for p in w.paths(case, self.out, case.name)]
+        state, prov = self._begin(case, planned, planned)
+        if state == "skip":
+            return "skipped", planned, []
+        warnings = self._image_file(case, case.path, self.out, case.name, writers)
+        self._record(sidecar_path(self.out, case.name), prov, "complete")
+        return "written", planned, warnings
 
     def _bar(self, items: Iterable[Any], total: int | None, desc: str) -> Any:
         if not self.progress:
@@ -332,69 +313,75 @@ class _Runner:
 
         return tqdm(items, total=total, desc=desc, unit="frame", leave=False)
 
-    def frames(self, case: InputCase) -> tuple[str, list[str]]:
+    def frames(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         folder = self.out / case.name
+        writers = self.writer.writers_for(case)
+        per_frame = {f: [p for w in writers for p in w.paths(case, folder, f.stem)] for f in case.files}
+        planned = [p for paths in per_frame.values() for p in paths]
+        state, prov = self._begin(case, planned, planned)
+        if state == "skip":
+            return "skipped", [folder], []
         errors: list[str] = []
-        wrote = 0
+        warnings: list[str] = []
         for frame in self._bar(case.files, len(case.files), case.name):
+            if state == "resume" and all(p.exists() for p in per_frame[frame]):
+                continue
             try:
-                wrote += self._image_file(frame, folder, frame.stem)
+                warnings += self._image_file(case, frame, folder, frame.stem, writers)
+            except OutputWriteError:
+                raise
             except Exception as err:
                 cause = root_cause(err)
                 if not isinstance(cause, INPUT_ERRORS):
                     raise
-                errors.append(" ".join(str(cause).split()))
+                errors.append(_one_line(cause))
         if errors:
             raise ValueError(f"{len(errors)} of {len(case.files)} frames failed; first: {errors[0]}")
-        return ("written" if wrote else "skipped"), [str(folder)]
+        self._record(sidecar_path(self.out, case.name), prov, "complete")
+        return "written", [folder], _collapse(warnings, "frames")
 
-    # -------------------------------------------------------------- videos
-    def video(self, case: InputCase) -> tuple[str, list[str]]:
+    def video(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         import imageio.v2 as imageio
-
-        from medseg.io import atomic_path
 
         folder = self.out / case.name
         target = self.out / f"{case.name}_overlay.mp4"
-        if not self._todo(target):
-            return "skipped", [str(target), str(folder)]
+        masks = PngMaskWriter(self.writer)
+        old_frames = [p for p in folder.iterdir() if _VIDEO_FRAME_OUTPUT.match(p.name)] if folder.is_dir() else []
+        state, prov = self._begin(case, [target], [target, *old_frames])
+        if state == "skip":
+            return "skipped", [target, folder], []
         try:
             reader: Any = imageio.get_reader(str(case.path), format="FFMPEG")
             fps = float(reader.get_meta_data().get("fps") or 10.0)
+            total = _video_frame_count(reader)
         except Exception as err:
             raise ValueError(
-                f"{case.path}: cannot read as a video ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+                f"{case.path}: cannot read as a video ({type(err).__name__}: {_one_line(err)[:200]})"
             ) from err
-        count = 0
-        with reader, tempfile.TemporaryDirectory(prefix="medseg-frames-") as tmp_dir, atomic_path(target) as tmp_video:
-            video = self.writer.open_video(tmp_video, fps)
-            try:
-                for index, frame in enumerate(self._bar(reader, None, case.name)):
-                    rgb = np.asarray(frame)[..., :3]
-                    if rgb.ndim == 2:
-                        rgb = np.repeat(rgb[..., None], 3, axis=-1)
-                    mask_path = folder / f"frame_{index:06d}_seg.png"
-                    if self.overwrite or not mask_path.exists():
-                        frame_png = Path(tmp_dir) / f"frame_{index:06d}.png"
-                        write_png(frame_png, rgb)
-                        result = predict_case(frame_png, self.predictor, self.pre, "image")
-                        frame_png.unlink()
-                        mask = result.labels
-                        write_png(mask_path, mask)
-                    else:
-                        from PIL import Image
+        warnings: list[str] = []
+        with reader, VideoOverlayWriter(self.writer, target, fps) as video:
+            for index, frame in enumerate(self._bar(reader, total, case.name)):
+                rgb = np.asarray(frame)
+                rgb = np.repeat(rgb[..., None], 3, axis=-1) if rgb.ndim == 2 else rgb[..., :3]
+                stem = f"frame_{index:06d}"
+                (mask_path,) = masks.paths(case, folder, stem)
+                if state == "resume" and mask_path.exists():
+                    from PIL import Image
 
-                        with Image.open(mask_path) as im:
-                            mask = np.asarray(im)
-                    video.append_data(even_frame(self.writer.overlay(rgb, mask)))
-                    count += 1
-            finally:
-                video.close()
-            if count == 0:
+                    with Image.open(mask_path) as im:
+                        labels = np.asarray(im)
+                else:
+                    raw = self.pre.from_array(rgb, "image", name=f"{case.path} frame {index}")
+                    seg = self._segment(raw, "image", f"{case.path} frame {index}")
+                    masks.write(case, seg, folder, stem)
+                    labels, warnings = seg.labels, warnings + seg.warnings
+                video.append(rgb, labels)
+            if video.frames == 0:
                 raise ValueError(f"{case.path}: the video has no frames")
-        return "written", [str(target), str(folder)]
+        self._record(sidecar_path(self.out, case.name), prov, "complete")
+        return "written", [target, folder], _collapse(warnings, "frames")
 
-    def run(self, case: InputCase) -> tuple[str, list[str]]:
+    def run(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         if case.source in ("nifti", "dicom", "volume_file"):
             return self.volume(case)
         if case.source == "image":
@@ -402,6 +389,48 @@ class _Runner:
         if case.source == "frames":
             return self.frames(case)
         return self.video(case)
+
+
+def _collapse(warnings: list[str], what: str) -> list[str]:
+    """One line for many per-frame warnings: the first, and how many more."""
+    if len(warnings) <= 1:
+        return warnings
+    return [f"{warnings[0]} (and {len(warnings) - 1} more {what})"]
+
+
+@dataclass
+class _Item:
+    label: str
+    case: InputCase | None
+    error: str | None = None
+
+
+def _discover_all(inputs: Sequence[PathLike]) -> list[_Item]:
+    """Every input's cases in order; an input that cannot be discovered stays one failed item."""
+    items: list[_Item] = []
+    for raw in inputs:
+        try:
+            cases = discover_input(raw)
+        except INPUT_ERRORS as err:
+            message = _one_line(err)
+            items.append(_Item(str(raw), None, message if str(raw) in message else f"{raw}: {message}"))
+            continue
+        single = len(cases) == 1 and cases[0].path == Path(raw)
+        items += [_Item(str(raw) if single else f"{c.path} ({c.name})", c) for c in cases]
+    claimed: dict[str, str] = {}
+    for item in items:
+        if item.case is None:
+            continue
+        key = item.case.name
+        if key in claimed:
+            item.error = (
+                f"{item.label}: its outputs would be named {key!r} like those of {claimed[key]}; rename one of "
+                "them or predict them into different output folders"
+            )
+            item.case = None
+        else:
+            claimed[key] = item.label
+    return items
 
 
 def predict_files(
@@ -413,67 +442,99 @@ def predict_files(
     writer: MaskWriter | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    nonfinite: NonFinitePolicy = "error",
+    intensity_check: IntensityPolicy = "error",
+    num_parts: int = 1,
+    part_id: int = 0,
 ) -> PredictionReport:
     """Segment every input and write masks in each input's own geometry (see the module docstring).
 
     Args:
-        inputs: files and folders (NIfTI, DICOM series folders, 2D images, frame folders, videos).
+        inputs: files and folders (NIfTI files or folders of them, DICOM series folders or folders of series,
+            2D images, frame folders, videos).
         output_dir: where outputs go (created if needed).
         predictor: the configured :class:`~medseg.inference.Predictor`.
         preprocessing: the model's :class:`~medseg.inference.Preprocessing` (default: CT volumes with the
             lung window and 8-bit 1-channel slices).
         writer: output options (:class:`~medseg.inference.MaskWriter`); default colours, overlays on.
-        overwrite: recompute cases whose outputs exist (default: skip them).
+        overwrite: recompute every case even where its outputs are up to date.
         progress: show a progress bar over cases (and frames).
+        nonfinite: ``"error"`` (default) refuses inputs with NaN/inf voxels; ``"fill"`` replaces them and warns.
+        intensity_check: ``"error"`` (default), ``"warn"`` or ``"off"``: inputs whose intensities lie far
+            outside the range the model expects.
+        num_parts: split the cases into this many disjoint shares (one per GPU or machine), in a fixed order.
+        part_id: which share this call processes (``0 <= part_id < num_parts``).
 
     Returns:
         A :class:`PredictionReport`; failed cases carry a one-line ``error`` naming the input. Nothing is
         raised for a failed case.
+
+    Raises:
+        ValueError: for a bad ``num_parts``/``part_id`` or policy.
     """
+    from medseg.io import remove_stale_temp_files
+
+    if nonfinite not in ("error", "fill"):
+        raise ValueError(f"nonfinite must be 'error' or 'fill', got {nonfinite!r}")
+    if intensity_check not in ("error", "warn", "off"):
+        raise ValueError(f"intensity_check must be 'error', 'warn' or 'off', got {intensity_check!r}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(out, predictor, preprocessing or Preprocessing(), writer or MaskWriter(), overwrite, progress)
+    for stale in remove_stale_temp_files(out, max_depth=2):
+        logger.info("removed %s, a temporary file left by an interrupted run", stale)
+    batch = _Batch(
+        out,
+        predictor,
+        preprocessing or Preprocessing(),
+        writer or MaskWriter(),
+        overwrite=overwrite,
+        progress=progress,
+        nonfinite=nonfinite,
+        intensity_check=intensity_check,
+    )
+    items: Any = split_parts(_discover_all(inputs), num_parts, part_id)
     report = PredictionReport()
-    claimed: dict[str, str] = {}
-    items: Any = list(inputs)
     if progress:
         from tqdm.auto import tqdm
 
         items = tqdm(items, desc="cases", unit="case")
-    for raw in items:
+    stopped = False
+    for item in items:
+        case, label = item.case, item.label
+        result = CaseResult(label, case.source if case else "?", "failed", name=case.name if case else "")
+        result.warnings += list(case.notes) if case else []
         start = time.perf_counter()
-        result = CaseResult(input=str(raw), source="?", status="failed")
-        try:
-            case = discover_input(raw)
-            result.source = case.source
-            key = case.name
-            if key in claimed:
-                raise ValueError(
-                    f"its outputs would be named {key!r} like those of {claimed[key]}; rename one of them or "
-                    "predict them into different output folders"
-                )
-            claimed[key] = str(raw)
-            result.status, result.outputs = runner.run(case)  # type: ignore[assignment]
-        except Exception as err:
-            cause = root_cause(err)
-            if isinstance(cause, INPUT_ERRORS):
-                message = " ".join(str(cause).split())
-                result.error = message if str(raw) in message else f"{raw}: {message}"
-            else:  # a bug or a device failure: report it, go on with the other cases
-                logger.debug("unexpected failure on %s", raw, exc_info=True)
-                result.error = f"{raw}: unexpected {type(cause).__name__}: {' '.join(str(cause).split())}"
-                result.unexpected = True
+        if stopped:
+            result.status = "not run"
+        elif case is None:
+            result.error = item.error
+        else:
+            try:
+                result.status, outputs, warnings = batch.run(case)
+                result.outputs = [str(p) for p in outputs]
+                result.warnings += warnings
+            except OutputWriteError as err:
+                result.error, result.unexpected, stopped = _one_line(err), True, True
+            except Exception as err:
+                cause = root_cause(err)
+                if isinstance(cause, INPUT_ERRORS):
+                    message = _one_line(cause)
+                    result.error = message if str(case.path) in message else f"{label}: {message}"
+                else:  # a bug or a device failure: report it, go on with the other cases
+                    logger.debug("unexpected failure on %s", label, exc_info=True)
+                    result.error = f"{label}: unexpected {type(cause).__name__}: {_one_line(cause)}"
+                    result.unexpected = True
         result.seconds = time.perf_counter() - start
         if result.error:
             logger.info("failed: %s", result.error)  # the caller reports failures (CLI: one line each)
-        else:
-            logger.info("%s: %s in %.1f s", raw, result.status, result.seconds)
+        elif result.status != "not run":
+            logger.info("%s: %s in %.1f s", label, result.status, result.seconds)
         report.results.append(result)
     return report
 
 
 def run_inference(
-    inputs: Sequence[PathLike],
+    inputs: Sequence[PathLike] | PathLike,
     output_dir: PathLike,
     predictor: Predictor,
     *,
@@ -481,8 +542,12 @@ def run_inference(
     writer: MaskWriter | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    **options: Any,
 ) -> PredictionReport:
     """:func:`predict_files`, then raise if any case failed: the entry point of a bundle's ``run`` id.
+
+    ``options`` are the other keyword arguments of :func:`predict_files` (``nonfinite``, ``intensity_check``,
+    ``num_parts``, ``part_id``).
 
     Raises:
         RuntimeError: listing the failed inputs, after every input was tried.
@@ -492,15 +557,18 @@ def run_inference(
     if not inputs:
         logger.warning("no inputs given: set input_paths (e.g. --input_paths \"['scan.nii.gz']\")")
     report = predict_files(
-        inputs,
+        list(inputs),  # type: ignore[arg-type]
         output_dir,
         predictor,
         preprocessing=preprocessing,
         writer=writer,
         overwrite=overwrite,
         progress=progress,
+        **options,
     )
     logger.info("%s", report.summary())
+    for line in report.warnings:
+        logger.warning("%s", line)
     if report.failed:
         for failed in report.failed:
             logger.error("%s", failed.error)

@@ -1,33 +1,65 @@
-"""Writers for predicted masks: NIfTI label volumes, PNG label maps, colour overlays and overlay videos.
+"""Writers of predictions, one class per output kind, and :class:`MaskWriter`, the output options of a bundle.
 
-Every file is written through :func:`medseg.io.atomic_path` (temporary name, then rename), so a file that
-exists is complete, which is what lets an interrupted batch skip finished cases.
+Interface (adding an output kind, e.g. DICOM-SEG or RTSTRUCT, is one new class)::
+
+    @register_writer
+    class DicomSegWriter(OutputWriter):
+        kind = "dicom-seg"                          # the name --output-type uses
+        role = "mask"                               # "mask": chosen by output_types; "extra": by options
+        def accepts(self, case): return case.source == "dicom"
+        def paths(self, case, folder, stem): return [folder / f"{stem}_seg.dcm"]
+        def write(self, case, seg, folder, stem): ...   # seg: Segmentation (labels, affine, case.files, ...)
+
+A writer is built with the :class:`MaskWriter` options (colours, opacity, class names) and called once per
+prediction: a volume, a 2D image, or one frame of a folder or video (``folder``/``stem`` then name the frame).
+``case`` is the :class:`~medseg.inference.discovery.InputCase` (source kind, DICOM series files and UID),
+``seg`` the :class:`~medseg.inference.segment.Segmentation` on the input's own grid. Files are written through
+:func:`medseg.io.atomic_path` (temporary name, then rename), so a file that exists is complete; an ``OSError``
+while writing becomes :class:`OutputWriteError`, which stops the batch (exit code 1) since every later case
+would fail the same way.
 
 Geometry: a NIfTI mask copies the reference file's header (qform, sform and their codes, pixdim, units),
 with only the data type, scaling and intent changed, so its shape and affine are exactly the input's. For a
 DICOM series, the mask carries the RAS affine of the series as read (LPS converted with ``diag(-1, -1, 1)``,
-see :mod:`medseg.transforms.readers`).
+see :mod:`medseg.transforms.readers`). PNG masks are palette images: the pixel values are the label indices
+(what ``medseg evaluate`` reads) and the palette shows them in the label colours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from medseg.io import atomic_path
 from medseg.typing import PathLike
 
+if TYPE_CHECKING:
+    from medseg.inference.discovery import InputCase
+    from medseg.inference.segment import Segmentation
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_COLORS",
+    "WRITERS",
     "MaskWriter",
+    "NiftiMaskWriter",
+    "OutputWriteError",
+    "OutputWriter",
+    "OverlayWriter",
+    "PngMaskWriter",
+    "ProbabilityWriter",
+    "VideoOverlayWriter",
+    "even_frame",
     "overlay",
     "read_rgb",
+    "register_writer",
     "write_nifti_like",
     "write_png",
 ]
@@ -45,6 +77,23 @@ DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
     (128, 0, 255),
     (0, 128, 255),
 )
+
+
+class OutputWriteError(RuntimeError):
+    """Writing one of our own outputs failed (full disk, no permission, ...): the batch stops, exit code 1."""
+
+
+@contextlib.contextmanager
+def writing(path: PathLike) -> Iterator[Path]:
+    """:func:`medseg.io.atomic_path`, with ``OSError`` turned into :class:`OutputWriteError` naming the file."""
+    try:
+        with atomic_path(path) as tmp:
+            yield tmp
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise OutputWriteError(
+            f"cannot write {path}: {reason}; check the free space and permissions of the output folder"
+        ) from err
 
 
 def _check_colors(colors: Sequence[Sequence[int]] | None) -> np.ndarray:
@@ -76,6 +125,7 @@ def write_nifti_like(
 
     Raises:
         ValueError: if the array's spatial shape does not match the reference.
+        OutputWriteError: if the file cannot be written.
     """
     import nibabel as nib
 
@@ -107,16 +157,31 @@ def write_nifti_like(
         image = nib.Nifti1Image(array, np.asarray(affine, dtype=np.float64))
         image.header.set_qform(np.asarray(affine, dtype=np.float64), code=1)
         image.header.set_sform(np.asarray(affine, dtype=np.float64), code=1)
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         nib.save(image, str(tmp))
 
 
-def write_png(path: PathLike, array: np.ndarray) -> None:
-    """Write a ``(H, W)`` label map or ``(H, W, 3)`` RGB image as PNG, atomically."""
+def write_png(path: PathLike, array: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a ``(H, W)`` label map or ``(H, W, 3)`` RGB image as PNG, atomically.
+
+    Args:
+        path: the ``.png`` file.
+        array: uint8 labels or RGB.
+        palette: ``(L, 3)`` uint8 colours: the labels are stored as palette indices (viewable in colour, read
+            back as the label values).
+    """
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
+    array = np.ascontiguousarray(array)
+    if palette is not None and array.ndim == 2 and array.dtype == np.uint8:
+        colors = np.asarray(palette, dtype=np.uint8)
+        table = colors[np.arange(256) % len(colors)]  # labels beyond the table reuse it, as overlays do
+        image = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())
+        image.putpalette(table.reshape(-1).tolist())
+    else:
+        image = Image.fromarray(array)
+    with writing(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def read_rgb(path: PathLike) -> np.ndarray:
@@ -124,20 +189,25 @@ def read_rgb(path: PathLike) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        if im.mode in ("RGB", "L"):
-            return np.asarray(im.convert("RGB"))
-        if im.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
+        if im.mode in ("RGB", "L", "RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1"):
             return np.asarray(im.convert("RGB"))
         arr = np.asarray(im, dtype=np.float64)
-    return _to_display(arr)
+    return to_display(arr)
 
 
-def _to_display(arr: np.ndarray) -> np.ndarray:
-    arr = np.asarray(arr, dtype=np.float64)
-    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-    gray = np.nan_to_num(scaled).round().astype(np.uint8)
-    return np.repeat(gray[..., None], 3, axis=-1) if gray.ndim == 2 else gray
+def to_display(arr: np.ndarray) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` values as ``(H, W, 3)`` uint8: uint8 RGB kept, anything else min/max scaled."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] >= 3:
+        return np.ascontiguousarray(arr[..., :3])
+    values = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(values)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    scaled = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo) * 255.0
+    gray = np.nan_to_num(scaled).round().clip(0, 255).astype(np.uint8)
+    if gray.ndim == 3:
+        return gray[..., :3] if gray.shape[-1] >= 3 else np.repeat(gray[..., :1], 3, axis=-1)
+    return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -167,21 +237,204 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: np.ndarray, alpha: floa
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def even_frame(frame: np.ndarray) -> np.ndarray:
+    """Pad a ``(H, W, 3)`` frame by one edge row/column where H or W is odd (yuv420p needs even sizes)."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+# ---------------------------------------------------------------------------------------------------- writers
+class OutputWriter(ABC):
+    """One kind of output for one prediction (see the module docstring for the contract).
+
+    Attributes:
+        kind: the registry name (``"nifti"``, ``"png"``, ...); ``--output-type`` names ``role="mask"`` kinds.
+        role: ``"mask"`` (the label output, chosen by ``MaskWriter(output_types=...)``) or ``"extra"``
+            (overlays and probabilities, switched on by their own options).
+    """
+
+    kind: ClassVar[str]
+    role: ClassVar[Literal["mask", "extra"]] = "mask"
+
+    def __init__(self, options: MaskWriter) -> None:
+        self.options = options
+
+    @abstractmethod
+    def accepts(self, case: InputCase) -> bool:
+        """Whether this writer applies to ``case`` (e.g. NIfTI masks for volumes, PNG masks for 2D images)."""
+
+    @abstractmethod
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        """The files :meth:`write` will create for the prediction named ``stem`` in ``folder``."""
+
+    @abstractmethod
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        """Write them (atomically) and return their paths.
+
+        Raises:
+            OutputWriteError: the file system refused a write.
+        """
+
+
+#: Output writers by kind (:func:`register_writer` adds one).
+WRITERS: dict[str, type[OutputWriter]] = {}
+
+
+def register_writer(cls: type[OutputWriter]) -> type[OutputWriter]:
+    """Class decorator: make ``cls`` available under ``cls.kind`` (a duplicate kind is an error)."""
+    if cls.kind in WRITERS:
+        raise ValueError(f"an output writer for {cls.kind!r} is registered already ({WRITERS[cls.kind].__name__})")
+    WRITERS[cls.kind] = cls
+    return cls
+
+
+def mask_kinds() -> list[str]:
+    """The output kinds ``output_types`` / ``--output-type`` can name."""
+    return sorted(k for k, cls in WRITERS.items() if cls.role == "mask")
+
+
+_VOLUME_SOURCES = ("nifti", "dicom", "volume_file")
+_IMAGE_SOURCES = ("image", "frames", "video")
+
+
+@register_writer
+class NiftiMaskWriter(OutputWriter):
+    """``STEM_seg.nii.gz``: uint8 labels with the input's shape and header (NIfTI), or the series' grid (DICOM)."""
+
+    kind = "nifti"
+
+    def accepts(self, case: InputCase) -> bool:
+        return case.source in _VOLUME_SOURCES
+
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        return [folder / f"{stem}_seg.nii.gz"]
+
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        (path,) = self.paths(case, folder, stem)
+        write_nifti_like(path, seg.labels, seg.reference, seg.affine)
+        return [path]
+
+
+@register_writer
+class PngMaskWriter(OutputWriter):
+    """``STEM_seg.png``: the label map of a 2D image or frame as a palette PNG (values = labels)."""
+
+    kind = "png"
+
+    def accepts(self, case: InputCase) -> bool:
+        return case.source in _IMAGE_SOURCES
+
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        return [folder / f"{stem}_seg.png"]
+
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        (path,) = self.paths(case, folder, stem)
+        labels = seg.labels if seg.labels.dtype == np.uint8 else seg.labels.astype(np.uint16)
+        write_png(path, labels, self.options.colors if labels.dtype == np.uint8 else None)
+        return [path]
+
+
+@register_writer
+class OverlayWriter(OutputWriter):
+    """``STEM_overlay.png``: the label colours blended over the 2D image (``MaskWriter(save_overlays=True)``)."""
+
+    kind = "overlay"
+    role = "extra"
+
+    def accepts(self, case: InputCase) -> bool:
+        return self.options.save_overlays and case.source in ("image", "frames")
+
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        return [folder / f"{stem}_overlay.png"]
+
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        (path,) = self.paths(case, folder, stem)
+        if seg.display is None:
+            raise ValueError(f"{stem}: no display image to draw the overlay on")
+        if seg.display.shape[:2] != seg.labels.shape:
+            raise ValueError(f"{stem}: mask {seg.labels.shape} does not match the image size {seg.display.shape[:2]}")
+        write_png(path, self.options.overlay(seg.display, seg.labels))
+        return [path]
+
+
+@register_writer
+class ProbabilityWriter(OutputWriter):
+    """Class probabilities: ``STEM_prob.nii.gz`` ``(x, y, z, K)`` for volumes, ``STEM_prob.npy`` ``(K, H, W)``."""
+
+    kind = "probabilities"
+    role = "extra"
+
+    def accepts(self, case: InputCase) -> bool:
+        return self.options.save_probabilities and case.source != "video"
+
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        suffix = "nii.gz" if case.source in _VOLUME_SOURCES else "npy"
+        return [folder / f"{stem}_prob.{suffix}"]
+
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        (path,) = self.paths(case, folder, stem)
+        if seg.probabilities is None:
+            raise ValueError(f"{stem}: the prediction kept no probabilities")
+        probs = seg.probabilities.astype(np.float32)
+        if path.name.endswith(".nii.gz"):
+            write_nifti_like(path, np.moveaxis(probs, 0, -1), seg.reference, seg.affine)
+        else:
+            with writing(path) as tmp, tmp.open("wb") as fh:
+                np.save(fh, probs)
+        return [path]
+
+
+class VideoOverlayWriter:
+    """``NAME_overlay.mp4``: overlays appended frame by frame (a stream, not a per-prediction writer).
+
+    Use as a context manager around the frame loop; the file appears (atomically) when it closes without error.
+    """
+
+    def __init__(self, options: MaskWriter, path: Path, fps: float) -> None:
+        self.options = options
+        self.path = path
+        self.fps = fps
+        self._stack = contextlib.ExitStack()
+        self._video: Any = None
+        self.frames = 0
+
+    def __enter__(self) -> VideoOverlayWriter:
+        tmp = self._stack.enter_context(writing(self.path))
+        self._video = self.options.open_video(tmp, self.fps)
+        self._stack.callback(self._video.close)
+        return self
+
+    def append(self, rgb: np.ndarray, labels: np.ndarray) -> None:
+        try:
+            self._video.append_data(even_frame(self.options.overlay(rgb, labels)))
+        except OSError as err:
+            raise OutputWriteError(f"cannot write {self.path}: {err}") from err
+        self.frames += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- options
 class MaskWriter:
-    """Output options: label colours, overlay opacity, probability maps, video codec.
+    """Output options of a model (the ``writer`` id of a bundle's ``inference.json``) and its writers.
 
     Args:
         label_colors: ``[[r, g, b], ...]`` per label, background first (drawn only for labels > 0); default
-            :data:`DEFAULT_COLORS`.
+            :data:`DEFAULT_COLORS`. Also the palette of PNG masks.
         alpha: overlay opacity in [0, 1] (default 0.5).
         save_probabilities: also write the class probabilities (NIfTI ``(x, y, z, K)`` float32 next to a
             volume mask; ``.npy`` ``(K, H, W)`` float32 next to a 2D mask).
         save_overlays: write colour overlays for 2D images and frame folders (videos always get an overlay video).
         video_codec: ffmpeg encoder for overlay videos (default ``"libx264"``).
         video_fps: frame rate of overlay videos; default the input video's (10 if unknown).
+        output_types: mask kinds for volumes (default ``["nifti"]``; see :func:`mask_kinds`); 2D inputs always
+            get PNG masks.
 
     Raises:
-        ValueError: for bad colours or ``alpha``.
+        ValueError: for bad colours, ``alpha`` or an unknown output type.
     """
 
     def __init__(
@@ -192,6 +445,7 @@ class MaskWriter:
         save_overlays: bool = True,
         video_codec: str = "libx264",
         video_fps: float | None = None,
+        output_types: Sequence[str] = ("nifti",),
     ) -> None:
         self.colors = _check_colors(label_colors)
         if not 0.0 <= float(alpha) <= 1.0:
@@ -203,10 +457,54 @@ class MaskWriter:
         if video_fps is not None and not float(video_fps) > 0:
             raise ValueError(f"video_fps must be positive or None, got {video_fps!r}")
         self.video_fps = video_fps
+        self.output_types = self.check_output_types(output_types)
+
+    @staticmethod
+    def check_output_types(output_types: Sequence[str] | str) -> tuple[str, ...]:
+        """Validate mask kinds (a list or a comma-separated string) and return them without duplicates."""
+        items = output_types.split(",") if isinstance(output_types, str) else list(output_types)
+        kinds = tuple(dict.fromkeys(str(k).strip() for k in items if str(k).strip()))
+        known = mask_kinds()
+        bad = [k for k in kinds if k not in known or k == "png"]
+        if not kinds or bad:
+            allowed = [k for k in known if k != "png"]
+            raise ValueError(
+                f"output_types must name one or more of {', '.join(allowed)} (comma-separated), got "
+                f"{output_types!r}; 2D inputs always get PNG masks"
+            )
+        return kinds
 
     def overlay(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """:func:`overlay` with this writer's colours and opacity."""
         return overlay(image, mask, self.colors, self.alpha)
+
+    def writers_for(self, case: InputCase) -> list[OutputWriter]:
+        """The writers that apply to ``case``: its mask kinds, then the extras switched on.
+
+        Raises:
+            ValueError: if none of ``output_types`` can be written for a volume input (e.g. only
+                ``dicom-seg`` for a NIfTI file).
+        """
+        kinds = ("png",) if case.source in _IMAGE_SOURCES else self.output_types
+        masks = [w for w in (WRITERS[k](self) for k in kinds) if w.accepts(case)]
+        if not masks:
+            raise ValueError(
+                f"{case.path}: none of the output types {', '.join(kinds)} applies to a {case.source} input"
+            )
+        extras = [cls(self) for cls in WRITERS.values() if cls.role == "extra"]
+        return masks + [w for w in extras if w.accepts(case)]
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the bytes of the outputs (part of a case's provenance)."""
+        return {
+            "colors": self.colors.tolist(),
+            "alpha": self.alpha,
+            "save_probabilities": self.save_probabilities,
+            "save_overlays": self.save_overlays,
+            "video_codec": self.video_codec,
+            "video_fps": self.video_fps,
+            "output_types": list(self.output_types),
+        }
 
     def open_video(self, path: Path, fps: float) -> Any:
         """An imageio-ffmpeg writer for ``path`` (frames are padded to even sizes for yuv420p)."""
@@ -222,11 +520,3 @@ class MaskWriter:
             pixelformat="yuv420p",
             ffmpeg_log_level="error",
         )
-
-
-def even_frame(frame: np.ndarray) -> np.ndarray:
-    """Pad a ``(H, W, 3)`` frame by one edge row/column where H or W is odd (yuv420p needs even sizes)."""
-    h, w = frame.shape[:2]
-    if h % 2 == 0 and w % 2 == 0:
-        return frame
-    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")

@@ -10,6 +10,13 @@ from torch import nn
 
 
 @pytest.fixture(autouse=True)
+def cpu_unless_gpu_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``device="auto"`` (the default) means the CPU here, so CPU references hold on machines with a GPU too."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setattr("medseg.inference.devices._auto_device", lambda: torch.device("cpu"))
+
+
+@pytest.fixture(autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """Tiny tensors: one thread avoids OpenMP synchronisation costs on a busy machine (restored afterwards)."""
     before = torch.get_num_threads()

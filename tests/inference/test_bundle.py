@@ -52,7 +52,9 @@ def inputs(tmp_path):
 def test_cli_and_monai_bundle_run_write_identical_masks(bundle, inputs, tmp_path, capsys):
     from monai.bundle import run as bundle_run
 
-    code = main(["predict", "--bundle", str(bundle), "-i", *map(str, inputs), "-o", str(tmp_path / "cli")])
+    code = main(
+        ["predict", "--bundle", str(bundle), "--trust-bundle", "-i", *map(str, inputs), "-o", str(tmp_path / "cli")]
+    )
     assert code == 0, capsys.readouterr().err
     bundle_run(
         config_file=str(bundle / "configs" / "inference.json"),
@@ -73,7 +75,7 @@ def test_cli_and_monai_bundle_run_write_identical_masks(bundle, inputs, tmp_path
 
 
 def test_cli_overrides_reach_the_predictor(bundle):
-    loaded = load_bundle(bundle, tta=True, device="cpu")
+    loaded = load_bundle(bundle, tta=True, device="cpu", trust=True)
     assert loaded.predictor.flips == [(), (0,), (1,), (0, 1)]
     assert loaded.predictor.roi_size == (16, 16)
     assert loaded.predictor.device.type == "cpu"
@@ -81,7 +83,7 @@ def test_cli_overrides_reach_the_predictor(bundle):
 
 def test_bundle_without_weights_is_one_line_exit_2(bundle, inputs, tmp_path, capsys):
     (bundle / "models" / "model.pt").unlink()
-    code = main(["predict", "--bundle", str(bundle), "-i", str(inputs[0]), "-o", str(tmp_path / "o")])
+    code = main(["predict", "--bundle", str(bundle), "--trust-bundle", "-i", str(inputs[0]), "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2
     assert "model.pt" in err
@@ -90,7 +92,7 @@ def test_bundle_without_weights_is_one_line_exit_2(bundle, inputs, tmp_path, cap
 
 def test_one_bad_input_exit_2_others_written(bundle, inputs, tmp_path, capsys):
     (tmp_path / "broken.nii.gz").write_bytes(b"\x1f\x8b garbage")
-    args = ["predict", "--bundle", str(bundle), "-i", str(tmp_path / "broken.nii.gz"), str(inputs[1])]
+    args = ["predict", "--bundle", str(bundle), "--trust-bundle", "-i", str(tmp_path / "broken.nii.gz"), str(inputs[1])]
     code = main([*args, "-o", str(tmp_path / "o"), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 2
@@ -102,7 +104,7 @@ def test_one_bad_input_exit_2_others_written(bundle, inputs, tmp_path, capsys):
 
 
 def test_skip_then_overwrite_through_the_cli(bundle, inputs, tmp_path, capsys):
-    args = ["predict", "--bundle", str(bundle), "-i", str(inputs[1]), "-o", str(tmp_path / "o")]
+    args = ["predict", "--bundle", str(bundle), "--trust-bundle", "-i", str(inputs[1]), "-o", str(tmp_path / "o")]
     assert main(args) == 0
     assert main(args) == 0
     assert "1 skipped" in capsys.readouterr().out
@@ -122,8 +124,7 @@ def test_predict_help_and_usage_errors(capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without CUDA")
 def test_cuda_without_cuda_is_exit_2(bundle, inputs, tmp_path, capsys):
-    code = main(
-        ["predict", "--bundle", str(bundle), "-i", str(inputs[1]), "-o", str(tmp_path / "o"), "--device", "cuda"]
-    )
+    args = ["predict", "--bundle", str(bundle), "--trust-bundle", "-i", str(inputs[1]), "-o", str(tmp_path / "o")]
+    code = main([*args, "--device", "cuda"])
     assert code == 2
     assert "CUDA is not available" in capsys.readouterr().err

@@ -52,7 +52,7 @@ def test_frame_folder_rgb(tmp_path, threshold_net):
         Image.fromarray(_frame(i)).save(frames / f"f{i}.png")
     report = predict_files([frames], tmp_path / "out", Predictor(threshold_net(3)), preprocessing=_rgb_pre())
     assert report.exit_code == 0, report.results
-    assert discover_input(frames).files[-1].name == "f10.png"  # natural order
+    assert discover_input(frames)[0].files[-1].name == "f10.png"  # natural order
     for i in (0, 1, 2, 10):
         mask = np.asarray(Image.open(tmp_path / "out" / "clip01" / f"f{i}_seg.png"))
         np.testing.assert_array_equal(mask, (_frame(i).mean(-1) > 127.5).astype(np.uint8))
@@ -174,7 +174,7 @@ def test_duplicate_output_names_are_refused(tmp_path, threshold_net):
 )
 def test_discover_input_by_suffix(tmp_path, name, source):
     (tmp_path / name).write_bytes(b"")
-    case = discover_input(tmp_path / name)
+    (case,) = discover_input(tmp_path / name)
     assert case.source == source
     assert case.name == name.split(".")[0]
 
@@ -186,3 +186,25 @@ def test_run_inference_raises_after_trying_every_input(tmp_path, threshold_net):
     with pytest.raises(RuntimeError, match=r"1 of 2 input\(s\) failed: .*missing\.png"):
         run_inference([tmp_path / "missing.png", tmp_path / "ok.png"], tmp_path / "o", Predictor(threshold_net()))
     assert (tmp_path / "o" / "ok_seg.png").is_file()
+
+
+def test_video_progress_bar_has_the_frame_count(tmp_path, threshold_net, monkeypatch):
+    import tqdm.auto
+
+    _write_video(tmp_path / "clip.mp4", n=6)
+    totals: dict[str, object] = {}
+
+    class Recorder:
+        def __init__(self, iterable=None, total=None, desc=None, **kwargs):
+            totals[desc] = total
+            self.iterable = iterable
+
+        def __iter__(self):
+            return iter(self.iterable)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    report = predict_files(
+        [tmp_path / "clip.mp4"], tmp_path / "out", Predictor(threshold_net(3)), preprocessing=_rgb_pre(), progress=True
+    )
+    assert report.exit_code == 0, report.results
+    assert totals["clip"] == 6

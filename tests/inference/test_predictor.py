@@ -165,3 +165,68 @@ def test_checkpoint_errors_name_the_file(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pt: cannot be read"):
         load_weights(_net2d(), tmp_path / "junk.pt")
+
+
+# ---------------------------------------------------------------------------------------------- blending (MONAI's)
+BLEND_CASES = [
+    # (input shape, roi, overlap, sw_batch_size)
+    ((2, 2, 21, 17), (8, 8), 0.5, 3),  # 2D, odd sizes, windows from two images mixed in one batch
+    ((1, 1, 5, 30), (8, 8), 0.25, 4),  # input smaller than the window along one axis: padded, then cropped
+    ((1, 2, 13, 11, 9), (6, 5, 4), 0.5, 5),  # 3D, anisotropic window
+    ((1, 1, 16, 16, 6), (8, 8, 8), 0.0, 2),  # no overlap along two axes, padding along the third
+]
+
+
+@pytest.mark.parametrize(
+    ("shape", "roi", "overlap", "batch"), BLEND_CASES, ids=["2d-odd", "2d-pad", "3d", "3d-no-overlap"]
+)
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+def test_blending_matches_monai_sliding_window(shape, roi, overlap, batch, mode):
+    # The predictor calls MONAI's sliding_window_inference with a cached importance map: the reference is MONAI
+    # called directly (which builds its own map), so this checks the map and the settings that are passed on.
+    torch.manual_seed(0)
+    conv = nn.Conv2d if len(shape) == 4 else nn.Conv3d
+    net = conv(shape[1], 3, 3, padding=1)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        ref = sliding_window_inference(x, roi, batch, net, overlap=overlap, mode=mode)
+    predictor = Predictor(
+        net, roi_size=roi, overlap=overlap, sw_batch_size=batch, mode=mode, memory_format="contiguous", device="cpu"
+    )
+    out = predictor.predict_logits(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_whole_image_window_returns_the_network_output():
+    # One window covering the image: MONAI multiplies by the Gaussian weight w and divides by the same w, so the
+    # output is the network's up to float32 rounding (2 roundings, ~1e-7 relative). The network itself runs on
+    # batches of 2 here and of 5 in the reference, and oneDNN may pick another convolution algorithm for each,
+    # which changes the summation order: hence a tolerance, not bit equality (1e-5, as MONAI's own tests use).
+    torch.manual_seed(1)
+    net = nn.Conv2d(1, 2, 3, padding=1)
+    x = torch.randn(5, 1, 12, 10)
+    out = Predictor(net, roi_size=None, sw_batch_size=2, memory_format="contiguous", device="cpu").predict_logits(x)
+    with torch.no_grad():
+        expected = net(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("roi", [(8, 8), (5, 12), (6, 5, 4)])
+def test_gaussian_weights_are_monais_and_cached(roi):
+    from monai.data.utils import compute_importance_map
+
+    from medseg.inference import gaussian_weights
+
+    weights = gaussian_weights(roi)
+    torch.testing.assert_close(weights, compute_importance_map(roi, mode="gaussian", sigma_scale=0.125), rtol=0, atol=0)
+    assert gaussian_weights(roi) is weights  # built once per window size
+    assert torch.equal(gaussian_weights(roi, "constant"), torch.ones(roi))
+
+
+def test_output_is_stitched_on_the_stitch_device():
+    x = torch.rand(1, 1, 9, 9)
+    predictor = Predictor(nn.Conv2d(1, 2, 1), roi_size=(4, 4), device="cpu", stitch_device="cpu")
+    out = predictor.predict_logits(x)
+    assert out.device.type == "cpu"
+    assert out.dtype == torch.float32
