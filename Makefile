@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
 	cpu) "$(PY)" -m pip install -q --index-url "$(TORCH_CPU_INDEX)" "torch==$(TORCH_VERSION)" ;; \
 	cuda) "$(PY)" -m pip install -q "torch==$(TORCH_VERSION)" ;; \
 	esac
-	"$(PY)" -m pip install -q -e '.[test]'
+	"$(PY)" -m pip install -q -e '.[test,export]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -129,9 +129,7 @@ def test_run_writes_checkpoints_metrics_curves_and_tensorboard(covid_ce_run: Res
     assert best.metadata.classes == ["background", "infection"]
     assert best.metadata.roi_size == covid_ce_run.overrides["spatial_size"]
     assert best.metadata.bundle == "covid19_ct_lesion"
-    plan = json.loads(
-        (covid_ce_run.overrides and Path(covid_ce_run.overrides["dataset_dir"]) / "plan.json").read_text()
-    )
+    plan = json.loads((Path(covid_ce_run.overrides["dataset_dir"]) / "plan.json").read_text())
     assert best.metadata.preprocessing == {
         "window": None,
         "intensity_range": [0, 255],

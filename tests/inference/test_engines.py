@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from medseg.inference import Predictor
-from medseg.inference.engines import available_engines, build_engine
+from medseg.inference.engines import ENGINES, available_engines, build_engine
 
 
 def _net() -> nn.Module:
@@ -20,7 +20,7 @@ def _net() -> nn.Module:
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_graph_engines_match_eager(engine):
     if engine not in available_engines():
-        pytest.skip(f"{engine} is not installed (pip install 'medseg[{engine}]')")
+        pytest.skip(f"{engine} is not installed (pip install 'medseg[{ENGINES[engine][1]}]')")
     x = torch.rand(1, 1, 20, 18, 5)  # 5 slices; windows of 16x16 in batches of 3, then 2 (dynamic batch axis)
     eager = Predictor(_net(), roi_size=(16, 16), sw_batch_size=3, device="cpu").predict_logits(x)
     other = Predictor(_net(), roi_size=(16, 16), sw_batch_size=3, device="cpu", engine=engine)
@@ -34,7 +34,7 @@ def test_missing_package_names_the_extra(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name))
-    with pytest.raises(ValueError, match=r"medseg\[onnxruntime\]"):
+    with pytest.raises(ValueError, match=r"medseg\[export\]"):
         build_engine(_net(), "onnxruntime", torch.device("cpu"))
 
 
