@@ -28,6 +28,17 @@ def _seed(value: str) -> int:
         raise argparse.ArgumentTypeError(f"seed {value!r} is not an integer") from err
 
 
+def _fold(value: str) -> int:
+    from medseg.study.runner import ALL_DATA
+
+    if value == "all":
+        return ALL_DATA
+    fold = _seed(value)
+    if fold < 0:
+        raise argparse.ArgumentTypeError(f"fold {value!r} must be >= 0 or 'all'")
+    return fold
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``medseg study``."""
     parser.description = DESCRIPTION
@@ -47,7 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="torch CPU threads (default: 1; more threads were much slower on a shared CPU, see medseg.study.runner)",
     )
-    parser.add_argument("--folds", type=_seed, nargs="+", default=None, help="only these folds (default: all)")
+    parser.add_argument(
+        "--folds",
+        type=_fold,
+        nargs="+",
+        default=None,
+        help="only these cross-validation folds; 'all' trains the runs on every case (the models to ship, not "
+        "evaluated; default: every cross-validation fold)",
+    )
     parser.add_argument("--runs", nargs="+", default=None, help="only these runs (default: all)")
     parser.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N for training and prediction (default: cpu)"
@@ -83,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         todo = [r for r in result.plan if not r.done]
         sys.stdout.write(f"{len(result.plan)} run(s) planned, {len(todo)} to do (work dir {result.work_dir})\n")
         for r in result.plan:
-            sys.stdout.write(f"{'done' if r.done else 'todo'}\tseed {r.seed}\tfold {r.fold}\t{r.name}\t{r.run_dir}\n")
+            sys.stdout.write(f"{'done' if r.done else 'todo'}\tseed {r.seed}\t{r.fold_name}\t{r.name}\t{r.run_dir}\n")
         return 0
     if not args.no_report:
         sys.stdout.write(f"report: {result.results_dir}/README.md\n")

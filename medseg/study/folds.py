@@ -22,7 +22,7 @@ import numpy as np
 from medseg.io import write_json
 from medseg.study.config import CVSpec
 
-__all__ = ["assign_folds", "fold_datalists"]
+__all__ = ["all_data_datalist", "assign_folds", "fold_datalists"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +110,19 @@ def fold_datalists(datalist: Path, cv: CVSpec, out_dir: Path) -> list[Path]:
         write_json(path, doc)
         logger.info("fold %d: %d training, %d test cases -> %s", k, len(train), len(test), path)
     return paths
+
+
+def all_data_datalist(datalist: Path, cv: CVSpec, out_dir: Path) -> Path:
+    """``out_dir/all/datalist.json``: every case for training (the model to ship), no test cases (written once).
+
+    ``validation`` cases are drawn from the training cases for the end-of-training check.
+    """
+    path = out_dir / "all" / "datalist.json"
+    if path.is_file():
+        return path
+    entries = [{k: v for k, v in e.items() if k != "_list"} for e in _entries(datalist)]
+    rng = np.random.default_rng(cv.seed + 999)
+    val_idx = sorted(rng.choice(len(entries), size=min(cv.validation, len(entries)), replace=False).tolist())
+    write_json(path, {"training": entries, "validation": [entries[i] for i in val_idx], "test": [], "fold": "all"})
+    logger.info("all data: %d training cases -> %s", len(entries), path)
+    return path

@@ -42,7 +42,10 @@ from medseg.resources import package_root
 from medseg.study.config import RunSpec, StudyConfig
 from medseg.typing import PathLike
 
-__all__ = ["PlannedRun", "StudyResult", "merge", "plan_runs", "run_study", "score_case"]
+__all__ = ["ALL_DATA", "PlannedRun", "StudyResult", "merge", "plan_runs", "run_study", "score_case"]
+
+#: The "fold" that trains on every case (the model to ship): no test cases, no evaluation.
+ALL_DATA = -1
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +64,20 @@ class PlannedRun:
         return self.spec.name
 
     @property
+    def fold_name(self) -> str:
+        """``fold<k>``, or ``all`` for the run on every case."""
+        return fold_name(self.fold)
+
+    @property
     def done(self) -> bool:
-        """Training finished and the test evaluation written."""
-        return (self.run_dir / "done.json").is_file() and (self.run_dir / "eval" / "result.json").is_file()
+        """Training finished and (for a cross-validation fold) the test evaluation written."""
+        trained = (self.run_dir / "done.json").is_file()
+        return trained and (self.fold == ALL_DATA or (self.run_dir / "eval" / "result.json").is_file())
+
+
+def fold_name(fold: int) -> str:
+    """The folder name of a fold: ``fold<k>``, or ``all`` for :data:`ALL_DATA`."""
+    return "all" if fold == ALL_DATA else f"fold{fold}"
 
 
 @dataclass
@@ -104,14 +118,15 @@ def plan_runs(
 ) -> list[PlannedRun]:
     """Every (seed, fold, run) in execution order: seed, then fold, then the runs in the config's order.
 
-    ``runs`` keeps only those runs (a run's ``from`` source must be finished or also selected).
+    ``runs`` keeps only those runs (a run's ``from`` source must be finished or also selected); ``folds`` may
+    hold :data:`ALL_DATA` for the runs on every case (the models to ship).
     """
     names = [r.name for r in cfg.runs]
     for name in runs or []:
         if name not in names:
             raise ValueError(f"unknown run {name!r}; the study's runs are {names}")
     for k in folds or []:
-        if not 0 <= k < cfg.cv.folds:
+        if k != ALL_DATA and not 0 <= k < cfg.cv.folds:
             raise ValueError(f"fold {k} does not exist; the study has folds 0..{cfg.cv.folds - 1}")
     out = []
     for seed in seeds or cfg.seeds:
@@ -119,7 +134,7 @@ def plan_runs(
             for spec in cfg.runs:
                 if runs and spec.name not in runs:
                     continue
-                out.append(PlannedRun(seed, k, spec, work_dir / f"seed{seed}" / f"fold{k}" / spec.name))
+                out.append(PlannedRun(seed, k, spec, work_dir / f"seed{seed}" / fold_name(k) / spec.name))
     return out
 
 
@@ -167,7 +182,8 @@ def _prepare_fold(cfg: StudyConfig, datalist: Path, progress: bool) -> dict[str,
     plan = json.loads(plan_file.read_text(encoding="utf-8"))
     if cfg.plan.get("overrides"):
         plan = merge(plan, cfg.plan["overrides"])
-    images = _test_copies(datalist, fold_dir / "test_refs", fold_dir / "test_inputs")
+    has_test = bool(json.loads(datalist.read_text(encoding="utf-8")).get("test"))
+    images = _test_copies(datalist, fold_dir / "test_refs", fold_dir / "test_inputs") if has_test else []
     return {"dir": fold_dir, "datalist": datalist, "stats": stats, "plan": plan, "images": images}
 
 
@@ -415,7 +431,7 @@ def run_study(
     if dry_run:
         for r in plan:
             logger.info(
-                "%-4s seed %d fold %d %-20s %s", "done" if r.done else "todo", r.seed, r.fold, r.name, r.run_dir
+                "%-4s seed %d %-5s %-20s %s", "done" if r.done else "todo", r.seed, r.fold_name, r.name, r.run_dir
             )
         return result
     import torch
@@ -446,10 +462,12 @@ def _execute(
     from tqdm.auto import tqdm
 
     from medseg.study.data import prepare_data
-    from medseg.study.folds import fold_datalists
+    from medseg.study.folds import all_data_datalist, fold_datalists
 
     datalist = prepare_data(cfg.data, work / "data")
-    fold_files = fold_datalists(datalist, cfg.cv, work / "folds")
+    fold_files = dict(enumerate(fold_datalists(datalist, cfg.cv, work / "folds")))
+    if any(r.fold == ALL_DATA for r in plan):
+        fold_files[ALL_DATA] = all_data_datalist(datalist, cfg.cv, work / "folds")
     prepared: dict[int, dict[str, Any]] = {}
     for r in tqdm(plan, desc=f"study {cfg.name}", unit="run", disable=not progress):
         failed_marker = r.run_dir / "failed.json"
@@ -461,6 +479,8 @@ def _execute(
                 prepared[r.fold] = _prepare_fold(cfg, fold_files[r.fold], progress)
             fold = prepared[r.fold]
             done, run_plan = _train(cfg, r, fold, device)
+            if r.fold == ALL_DATA:  # the model to ship: nothing held back to evaluate on
+                continue
             t0 = time.perf_counter()
             ev = _evaluate(cfg, r, fold, run_plan, Path(done["model"]))
             ev.update(
@@ -479,7 +499,7 @@ def _execute(
                 failed_marker.unlink()
         except Exception as err:  # a failing run is a result: record it and go on with the others
             msg = f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"
-            logger.error("run %s (seed %d, fold %d) failed: %s", r.name, r.seed, r.fold, msg)
+            logger.error("run %s (seed %d, %s) failed: %s", r.name, r.seed, r.fold_name, msg)
             fail = {"run": r.name, "seed": r.seed, "fold": r.fold, "error": msg}
             write_json(failed_marker, {**fail, "traceback": traceback.format_exc()[-4000:]})
             result.failures.append(fail)

@@ -227,3 +227,19 @@ def test_test_inputs_get_unique_case_ids(tmp_path: Path) -> None:
     images = _test_copies(datalist, tmp_path / "refs", tmp_path / "inputs")
     assert [p.name for p in images] == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
     assert sorted(p.name for p in (tmp_path / "refs").iterdir()) == ["clipA_frame_0008.png", "clipB_frame_0008.png"]
+
+
+def test_all_data_fold_trains_on_every_case_without_evaluation(finished: dict[str, Any]) -> None:
+    root = finished["root"]
+    result = run_study(finished["cfg"], root / "work", runs=["recipe"], folds=[-1], report=False)
+    assert result.failures == []
+    run_dir = root / "work" / "seed0" / "all" / "recipe"
+    assert (run_dir / "models" / "model.pt").is_file()
+    assert not (run_dir / "eval").exists()
+    doc = json.loads((root / "work" / "folds" / "all" / "datalist.json").read_text())
+    assert len(doc["training"]) == 6
+    assert doc["test"] == []
+    assert json.loads((root / "work" / "folds" / "all" / "plan.json").read_text())["num_cases"] == 6
+    assert (
+        main(["study", str(finished["config"]), "--work-dir", str(root / "work"), "--folds", "all", "--dry-run"]) == 0
+    )
