@@ -18,6 +18,10 @@ here are our own and sized for COPLE-Net on 2D slices and frames:
   batches of 2 images on a CPU (many optimizer steps for a small budget; GroupNorm is made for small batches) and
   16 on a GPU; AdamW with linear warm-up then cosine decay per iteration; the number of epochs is set so that the
   whole run sees a fixed number of images (a compute budget), whatever the data set's size.
+- **precision**: mixed precision (``amp``): float16 autocast on a GPU (MONAI's ``amp``), bfloat16 autocast on
+  a CPU with bfloat16 instructions (:class:`medseg.training.amp.AutocastInferer`: ~1.6x the images per
+  CPU-second), float32 elsewhere; the CPU budget (3,000 images per run) is what float32 training would do with
+  ~1,900 images.
 - **augmentation**: the ``"strong"`` preset of :mod:`medseg.transforms.augment`; **loss**: Dice + cross-entropy
   (``dice_ce``), nnU-Net's default; **test-time augmentation**: flips.
 
@@ -31,7 +35,7 @@ here are our own and sized for COPLE-Net on 2D slices and frames:
                     | {"mean": [r, g, b], "std": [r, g, b]}                  (colour),
      "spatial_size": [H, W], "network": {"features": [...]}, "batch_size", "num_epochs",
      "optimizer": {"lr", "weight_decay"}, "schedule": {"name": "cosine", "warmup_fraction"},
-     "augmentation": {...}, "loss": "dice_ce", "tta": true}
+     "augmentation": {...}, "loss": "dice_ce", "amp": true, "tta": true}
 
 The bundles' ``train.json`` read it (``plan_file``); every value can still be overridden on the command line.
 """
@@ -68,7 +72,7 @@ PLAN_VERSION = 1
 Device = Literal["cpu", "cuda"]
 
 #: Images seen over a whole run (epochs x training cases), per device.
-IMAGES_PER_RUN: dict[str, int] = {"cpu": 1920, "cuda": 24000}
+IMAGES_PER_RUN: dict[str, int] = {"cpu": 3000, "cuda": 24000}
 #: Largest input side per device (pixels).
 MAX_SIDE: dict[str, int] = {"cpu": 256, "cuda": 512}
 #: Images per optimizer step. On a CPU the budget buys few images, so small batches give four times the optimizer
@@ -321,6 +325,7 @@ def make_plan(
         "schedule": {"name": "cosine", "warmup_fraction": 0.05},
         "augmentation": {"preset": "strong"},
         "loss": "dice_ce",
+        "amp": True,
         "tta": True,
     }
 

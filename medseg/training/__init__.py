@@ -6,6 +6,7 @@ pre-training, then fine-tuning from that checkpoint with another loss (``pretrai
 
 from __future__ import annotations
 
+from medseg.training.amp import AutocastInferer
 from medseg.training.curves import plot_curves, read_history
 from medseg.training.handlers import (
     AtomicCheckpointSaver,
@@ -21,6 +22,7 @@ from medseg.training.schedules import build_lr_scheduler
 __all__ = [
     "MC_FAMILY",
     "AtomicCheckpointSaver",
+    "AutocastInferer",
     "HistoryRecorder",
     "LossMetric",
     "ResumeFromCheckpoint",

@@ -129,6 +129,10 @@ def test_amp_only_on_cuda(bundle: str, config: str) -> None:
     if config != "train.json":
         files.append(BUNDLES / bundle / "configs" / config)
     parser.read_config([str(f) for f in files])
+    parser["plan"] = {"amp": True}  # the plan asks for mixed precision: MONAI's CUDA AMP only where CUDA is
     assert parser.get_parsed_content("amp") is torch.cuda.is_available()
+    assert parser.get_parsed_content("cpu_precision") == "bf16"  # bfloat16 autocast on capable CPUs instead
+    parser["plan"] = {"amp": False}
+    assert parser.get_parsed_content("amp", lazy=False) is False
     assert parser["train"]["trainer"]["amp"] == "@amp"
     assert parser["validate"]["evaluator"]["amp"] == "@amp"

@@ -47,7 +47,7 @@ def test_plan_rules(gray_data: Path) -> None:
     plan = make_plan(fingerprint_datalist(gray_data, 2, label_map="binary255"), device="cpu")
     assert plan["spatial_size"] == [48, 64]  # median 40x60 rounded to multiples of 16
     assert plan["normalization"]["clip"] == pytest.approx([0.2, 0.8])
-    assert plan["num_epochs"] == 640  # 1920 images / 3 cases
+    assert plan["num_epochs"] == 1000  # 3000 images / 3 cases, capped at 1000 epochs
     assert plan["network"]["features"] == [16, 32, 64, 128, 256]
     gpu = make_plan(fingerprint_datalist(gray_data, 2, label_map="binary255"), device="cuda")
     assert gpu["network"]["features"] == [32, 64, 128, 256, 512]
