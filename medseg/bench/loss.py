@@ -36,7 +36,6 @@ __all__ = ["REFERENCE", "add_arguments", "bench_losses", "format_table", "run"]
 #: Key of the reference row (not a registered loss).
 REFERENCE = "torch.cross_entropy"
 
-MC_FAMILY = ("mc", "dice_mc", "tversky_mc")
 
 
 def _synthetic_inputs(shape: Sequence[int], seed: int) -> tuple[Any, Any]:
@@ -77,14 +76,7 @@ def _peak_bytes(fn: Callable[[], Any]) -> int:
 def _build_loss(name: str, num_classes: int, counts: list[float]) -> Any:
     from medseg.registry import create_loss
 
-    if name in MC_FAMILY:
-        return create_loss(name, class_counts=counts)
-    try:
-        return create_loss(name)
-    except (TypeError, ValueError) as err:
-        if "class_counts" not in str(err):
-            raise
-        return create_loss(name, class_counts=counts)
+    return create_loss(name, stats={"class_counts": counts}, num_classes=num_classes)
 
 
 def bench_losses(
@@ -126,7 +118,7 @@ def bench_losses(
 
     import medseg.losses  # noqa: F401  (registers every loss)
     from medseg.losses import _mc_kernel
-    from medseg.registry import LOSSES
+    from medseg.registry import CLASS_COUNTS, LOSSES
 
     shape = tuple(int(s) for s in shape)
     if len(shape) not in (4, 5) or any(s < 1 for s in shape) or shape[1] < 2:
@@ -191,7 +183,7 @@ def bench_losses(
             run_once = call(loss)
             compiled_before = sum(_mc_kernel.compile_times().values())
             row["first_call_s"] = timed(run_once)
-            if name in MC_FAMILY:
+            if name in LOSSES.needing(CLASS_COUNTS):
                 row["compile_s"] = sum(_mc_kernel.compile_times().values()) - compiled_before
             for _ in range(warmup - 1):
                 run_once()

@@ -31,7 +31,7 @@ from medseg.losses._input import check_reduction, prepare
 from medseg.losses._mc_kernel import Backend
 from medseg.losses.margin_calibration import MarginCalibrationLoss, Surrogate, Variant
 from medseg.margins import EmptyPolicy
-from medseg.registry import LOSSES
+from medseg.registry import CLASS_COUNTS, LOSSES
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def _mc_term(
     )
 
 
-@LOSSES.register("dice_mc")
+@LOSSES.register("dice_mc", needs=(CLASS_COUNTS,))
 class DiceMCLoss(_RegionMCLoss):
     r"""Margin calibration plus soft Dice: ``lambda_mc · MC + lambda_dice · Dice`` (Table 5, "Ours + Dice loss").
 
@@ -213,7 +213,7 @@ class DiceMCLoss(_RegionMCLoss):
         return self.lambda_region
 
 
-@LOSSES.register("tversky_mc")
+@LOSSES.register("tversky_mc", needs=(CLASS_COUNTS,))
 class TverskyMCLoss(_RegionMCLoss):
     r"""Margin calibration plus Tversky: ``lambda_mc · MC + lambda_tversky · Tversky`` (Table 5).
 

@@ -29,7 +29,7 @@ from torch import nn
 from medseg.losses._input import check_logits, check_reduction, target_to_labels
 from medseg.losses._mc_kernel import Backend, MarginCalibrationFunction
 from medseg.margins import EmptyPolicy, as_float64_vector, margin_offsets
-from medseg.registry import LOSSES
+from medseg.registry import CLASS_COUNTS, LOSSES
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _SURROGATES = ("log", "margin")
 _BACKENDS = ("auto", "compile", "eager")
 
 
-@LOSSES.register("mc")
+@LOSSES.register("mc", needs=(CLASS_COUNTS,))
 class MarginCalibrationLoss(nn.Module):
     r"""Distribution-aware margin-calibration loss on raw scores (Algorithm 2 with Eqs. (16)–(18)).
 

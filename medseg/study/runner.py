@@ -38,12 +38,9 @@ from medseg.resources import package_root
 from medseg.study.config import StudyConfig
 from medseg.typing import PathLike
 
-__all__ = ["MC_FAMILY", "PlannedRun", "StudyResult", "evaluate_model", "plan_runs", "run_study"]
+__all__ = ["PlannedRun", "StudyResult", "evaluate_model", "plan_runs", "run_study"]
 
 logger = logging.getLogger(__name__)
-
-#: Losses that take the training split's class counts (their overlay reads ``stats.json``).
-MC_FAMILY = ("mc", "dice_mc", "tversky_mc")
 
 
 @dataclass
@@ -97,16 +94,23 @@ def plan_runs(cfg: StudyConfig, work_dir: Path, seeds: list[int]) -> list[Planne
 
 
 def _overlay_for(loss: str, work_dir: Path) -> str:
-    """``configs/losses/<loss>.json`` if it exists, else a generated overlay through the registry."""
+    """``configs/losses/<loss>.json`` if it exists, else an overlay generated for :func:`medseg.registry.create_loss`.
+
+    The builder fills in what the loss needs from the run (the class counts from ``stats_file`` for the
+    margin-calibration losses), as the shipped overlays do.
+    """
     from medseg.training.protocol import loss_overlay
 
     try:
         return str(loss_overlay(loss))
     except FileNotFoundError:
         pass
-    spec: dict[str, Any] = {"_target_": "medseg.registry.create_loss", "name": loss}
-    if loss in MC_FAMILY:
-        spec["class_counts"] = "$medseg.training.load_class_stats(@stats_file, @num_classes)['class_counts']"
+    spec: dict[str, Any] = {
+        "_target_": "medseg.registry.create_loss",
+        "name": loss,
+        "stats": "@stats_file",
+        "num_classes": "@num_classes",
+    }
     path = work_dir / "overlays" / f"{loss}.json"
     write_json(path, {"loss_name": loss, "loss": spec})
     logger.warning(

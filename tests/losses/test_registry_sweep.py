@@ -1,8 +1,9 @@
 """Registry sweep: every registered loss, built by name, on 2D and 3D inputs and every label form.
 
 Adding a loss to ``LOSSES`` adds it here automatically (STYLE.md, "Registry sweep"). A loss that needs the label
-distribution (the margin-calibration family) is built with ``class_counts``; a stub that still raises
-``NotImplementedError`` is reported as xfail, and nothing else is skipped.
+distribution (the margin-calibration family) gets the class counts from ``stats`` through
+:func:`medseg.registry.create_loss`; a stub that still raises ``NotImplementedError`` is reported as xfail, and
+nothing else is skipped.
 """
 
 from __future__ import annotations
@@ -19,15 +20,13 @@ K = 3
 
 
 def _build(name: str, num_classes: int = K, **kwargs):
-    """Build ``name`` with no arguments, or with ``class_counts`` when the loss says it needs them."""
+    """Build ``name`` through the one builder, giving it the class statistics of a (fictitious) training split.
+
+    Only the losses that record the need (``LOSSES.needing(CLASS_COUNTS)``) read them.
+    """
+    counts = [1000.0 * (k + 1) for k in range(num_classes)]
     try:
-        try:
-            return create_loss(name, **kwargs)
-        except (ValueError, TypeError) as err:
-            if "class_counts" not in str(err):
-                raise
-            counts = [1000.0 * (k + 1) for k in range(num_classes)]
-            return create_loss(name, class_counts=counts, **kwargs)
+        return create_loss(name, stats={"class_counts": counts}, num_classes=num_classes, **kwargs)
     except NotImplementedError:
         pytest.xfail(f"{name} is still a stub (NotImplementedError)")
 
