@@ -37,7 +37,6 @@ __all__ = ["REFERENCE", "add_arguments", "bench_losses", "format_table", "run"]
 REFERENCE = "torch.cross_entropy"
 
 
-
 def _synthetic_inputs(shape: Sequence[int], seed: int) -> tuple[Any, Any]:
     """Float32 logits and imbalanced integer labels (class k has weight 2^-k, so background dominates)."""
     import torch

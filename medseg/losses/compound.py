@@ -27,6 +27,7 @@ from monai.losses.dice import DiceLoss as MonaiDiceLoss
 from monai.losses.tversky import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._input import check_reduction, prepare
 from medseg.losses._mc_kernel import Backend
 from medseg.losses.margin_calibration import MarginCalibrationLoss, Surrogate, Variant
@@ -50,7 +51,7 @@ def _check_weight(value: Any, name: str) -> float:
     return out
 
 
-class _RegionMCLoss(nn.Module):
+class _RegionMCLoss(CheckedLoss):
     """``lambda_mc · MC(logits, target) + lambda_region · region(softmax(logits), onehot(target))``."""
 
     region_name = "region"
@@ -83,7 +84,7 @@ class _RegionMCLoss(nn.Module):
         self.ignore_index = ignore_index
         self.include_background = include_background
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted sum of the MC loss and the region loss of ``logits`` against ``target``."""
         mc_value = self.mc(logits, target)
         prepared = prepare(
@@ -92,7 +93,7 @@ class _RegionMCLoss(nn.Module):
             softmax=True,
             include_background=self.include_background,
             ignore_index=self.ignore_index,
-            check_finite=False,  # already checked by the MC term
+            check=False,
         )
         region_value = self.region(prepared.pred, prepared.onehot)
         return self.lambda_mc * mc_value + self.lambda_region * region_value

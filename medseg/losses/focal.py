@@ -14,10 +14,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.losses.focal_loss import FocalLoss as MonaiFocalLoss
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_flag, check_ignore_index, check_nonneg, check_to_onehot_y
-from medseg.losses._input import check_logits, check_reduction, target_to_labels
+from medseg.losses._input import check_reduction, target_to_labels
 from medseg.registry import LOSSES
 
 __all__ = ["FocalLoss"]
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register("focal")
-class FocalLoss(nn.Module):
+class FocalLoss(CheckedLoss):
     r"""Focal loss, summed over classes per pixel and averaged over valid pixels.
 
     .. math::
@@ -100,7 +100,7 @@ class FocalLoss(nn.Module):
             use_softmax=self.use_softmax,
         )
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -108,9 +108,8 @@ class FocalLoss(nn.Module):
             - target: ``(B, *spatial)``, ``(B, 1, *spatial)`` or one-hot ``(B, K, *spatial)``.
             - output: scalar, or ``(B, *spatial)`` for ``"none"`` (0 at ignored pixels).
         """
-        logits = check_logits(logits)
         check_to_onehot_y(logits, target, self.to_onehot_y)
-        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index)
+        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index, check=False)
         k = logits.shape[1]
         if not self.include_background and k == 1:
             raise ValueError("include_background=False needs K > 1 channels; with one channel keep the default")

@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_flag, check_ignore_index
 from medseg.losses._input import check_reduction
 from medseg.losses.cross_entropy import per_pixel_cross_entropy
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register("lmp")
-class LossMaxPoolingLoss(nn.Module):
+class LossMaxPoolingLoss(CheckedLoss):
     r"""Loss max-pooling (LMP): pixel cross-entropy re-weighted by the worst-case bounded weighting.
 
     For each image with n valid pixels and pixel losses :math:`\ell`,
@@ -87,7 +87,7 @@ class LossMaxPoolingLoss(nn.Module):
         self.per_image = check_flag("per_image", per_image)
         self.reduction = check_reduction(reduction)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -95,7 +95,7 @@ class LossMaxPoolingLoss(nn.Module):
             - target: ``(B, *spatial)``, ``(B, 1, *spatial)`` or one-hot ``(B, K, *spatial)``.
             - output: scalar, or ``(B,)`` / ``(1,)`` for ``"none"``.
         """
-        losses, _, valid = per_pixel_cross_entropy(logits, target, ignore_index=self.ignore_index)
+        losses, _, valid = per_pixel_cross_entropy(logits, target, ignore_index=self.ignore_index, check=False)
         b = losses.shape[0]
         flat = losses.reshape(b, -1)
         mask = None if valid is None else valid.reshape(b, -1)

@@ -37,6 +37,7 @@ from torch import nn
 
 from medseg.io import write_json
 from medseg.losses import functional
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_choice, check_flag, check_ignore_index
 from medseg.losses._input import check_logits, check_reduction, target_to_labels
 from medseg.registry import LOSSES, SURROGATE
@@ -116,6 +117,7 @@ def neuroiou_statistics(
     normalize: Normalize = "total",
     include_background: bool = True,
     ignore_index: int | None = None,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Surrogate inputs, true IoU losses and definedness for every (image, class).
 
@@ -132,6 +134,7 @@ def neuroiou_statistics(
             valid pixels of the image, ``"none"`` keeps the raw sums (the paper's literal input).
         include_background: keep class 0.
         ignore_index: label value whose pixels are left out.
+        check: run the full-pass input checks (finite logits, label values); the loss passes ``False``.
 
     Returns:
         ``(x, iou_loss, defined)``: ``x`` ``(B, C, F)`` float32, ``iou_loss`` ``(B, C)`` the true
@@ -140,8 +143,8 @@ def neuroiou_statistics(
     """
     features = check_choice("features", features, FEATURES)  # type: ignore[assignment]
     normalize = check_choice("normalize", normalize, NORMALIZE)  # type: ignore[assignment]
-    logits = check_logits(logits)
-    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index)
+    logits = check_logits(logits, check_finite=check)
+    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index, check=check)
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     k = x.shape[1]
     probs = torch.softmax(x, dim=1)
@@ -546,7 +549,7 @@ def default_neuroiou_surrogate(
 
 
 @LOSSES.register("neuroiou", needs=(SURROGATE,))
-class NeuroIoULoss(nn.Module):
+class NeuroIoULoss(CheckedLoss):
     r"""NeuroIoU loss: a frozen MLP surrogate of the IoU loss applied to per-image, per-class statistics.
 
     .. math::
@@ -658,7 +661,7 @@ class NeuroIoULoss(nn.Module):
         self.surrogate.eval()
         return self
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -673,6 +676,7 @@ class NeuroIoULoss(nn.Module):
             normalize=self.normalize,  # type: ignore[arg-type]
             include_background=self.include_background,
             ignore_index=self.ignore_index,
+            check=False,
         )
         if self.surrogate.input_mean.device != x.device:
             # MONAI's trainers do not move the loss to the device; follow the logits there once

@@ -144,3 +144,23 @@ def test_unknown_name_suggests_the_closest():
         create_loss("dise")
     with pytest.raises(KeyError, match="lovasz_softmax"):
         create_loss("lovasz")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_inputs_after_good_ones_still_raise(name):
+    # inputs are checked in full only on the first call of an input signature; later batches are checked through
+    # the loss value and PyTorch's own indexing errors, which must still end in the same clear errors
+    loss = _build(name)
+    logits, labels = _inputs((4, 4), seed=4)
+    assert torch.isfinite(loss(logits, labels))  # the signature is now validated
+    for value in (float("nan"), float("inf"), float("-inf")):
+        bad = logits.clone()
+        bad[1, 2, 3, 0] = value
+        with pytest.raises(ValueError, match="logits contains NaN or inf"):
+            loss(bad, labels)
+    for label in (K, -1):
+        bad = labels.clone()
+        bad[0, 1, 1] = label
+        with pytest.raises(ValueError, match=f"target holds label {label}"):
+            loss(logits, bad)
+    assert torch.isfinite(loss(logits, labels))  # and good inputs still pass
