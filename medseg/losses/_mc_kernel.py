@@ -129,8 +129,9 @@ def mc_eager(
     neg_gap.masked_fill_(tie, 0.0)
     second: torch.Tensor | None = None
     if need_grad:
-        # 1 at the classes scoring m2 (meaningful where the top is unique): 1 + sign(s − m2) − 2·top
-        second = torch.sub(lam, neg_gap, out=scratch).sign_().add_(1.0).sub_(top, alpha=2.0)
+        # 1 at the classes scoring m2 (meaningful where the top is unique): the top is pushed down in scratch, so
+        # 1 + sign(scratch − (m2 − m1)) is 1 exactly where s = m2 and 0 elsewhere
+        second = scratch.sub_(neg_gap).sign_().add_(1.0)
     del scratch
     lam.addcmul_(top, neg_gap, value=-1.0)  # Eq. (8) at the top: m1 − m2
     weight = None if valid is None else valid.view(b, 1, s).to(x.dtype)
