@@ -122,11 +122,16 @@ def mc_eager(
     # top-2: m1 by amax; every class scoring m1 gets top = 1; m2 - m1 by a second amax with the tops pushed down
     lam = x - x.amax(1, keepdim=True)  # λ of every class but the top; 0 at the top
     top = torch.sign(lam).add_(1.0)
-    n_top = top.sum(1, keepdim=True)
     scratch = torch.add(lam, top, alpha=-torch.finfo(x.dtype).max)
-    neg_gap = scratch.amax(1, keepdim=True)  # m2 − m1 <= 0; 0 when the maximum is tied
-    tie = n_top > 1
-    neg_gap.masked_fill_(tie, 0.0)
+    neg_gap = scratch.amax(1, keepdim=True)  # m2 − m1 <= 0 where the maximum is unique
+    pixels = b * s
+    # Ties for the maximum need per-pixel counts; one whole-tensor sum (cheaper than a sum over the class axis)
+    # tells whether there is any. On an accelerator the branch would cost a sync: the general form runs there.
+    any_tie = x.device.type != "cpu" or float(top.sum(dtype=torch.float64)) > pixels
+    n_top = top.sum(1, keepdim=True) if any_tie else None
+    tie = None if n_top is None else n_top > 1
+    if tie is not None:
+        neg_gap.masked_fill_(tie, 0.0)  # a tied maximum: m2 = m1
     second: torch.Tensor | None = None
     if need_grad:
         # 1 at the classes scoring m2 (meaningful where the top is unique): the top is pushed down in scratch, so
@@ -195,11 +200,14 @@ def mc_eager(
         g.mul_(weight)
     g_sum = g.sum(1, keepdim=True)
     g_top = torch.mul(g, top, out=work).sum(1, keepdim=True)
-    n_second = second.sum(1, keepdim=True)
-    if x.device.type == "cpu" and not bool(tie.any()):
+    if n_top is None or tie is None:  # a unique maximum everywhere
         g.addcmul_(top, g_top - g_sum)
-        g.addcmul_(second, g_top / n_second, value=-1.0)
-    else:  # ties somewhere (or an accelerator, where the branch would cost a sync): the general form
+        if float(second.sum(dtype=torch.float64)) == pixels:  # and a unique second place everywhere
+            g.addcmul_(second, g_top, value=-1.0)
+        else:
+            g.addcmul_(second, g_top / second.sum(1, keepdim=True), value=-1.0)
+    else:  # ties somewhere (or an accelerator): the general form
+        n_second = second.sum(1, keepdim=True)
         inv = 1.0 / (n_top - 1.0).clamp_min(1.0)
         a = torch.where(tie, (g_sum - g_top) / n_top + g_top * inv, g_sum - g_top)
         b_second = torch.where(tie, 0.0, g_top / n_second.clamp_min(1.0))

@@ -614,19 +614,22 @@ def test_gradient_at_ties_is_plain_autograds():
     # where scores tie, the max splits its subgradient evenly among the tied classes, like torch.amax's backward
     # in the independent reference; the gradient still sums to zero over the classes (shift invariance)
     x = torch.tensor([[2.0, 2.0, 0.5, -1.0], [1.0, 3.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    logits = x.t().reshape(1, 4, 3, 1)  # three pixels: a tied top, a tied second place, every class tied
-    labels = torch.tensor([[[0], [2], [3]]])
+    cases = [
+        (x.t().reshape(1, 4, 3, 1), torch.tensor([[[0], [2], [3]]])),  # a tied top, a tied second, all tied
+        (x[1:2].t().reshape(1, 4, 1, 1), torch.tensor([[[2]]])),  # only a tied second place (the unique-top path)
+    ]
     # (the log surrogates: with the margin surrogate a tied top sits on a kink of Eq. (9), λ = 0, where the two
     # implementations take different one-sided derivatives of the clamp)
     for variant in ("paper", "reference"):
         surrogate = "log"
         loss = MarginCalibrationLoss(COUNTS4, variant=variant, backend="eager")
-        x1 = logits.clone().requires_grad_(True)
-        x2 = logits.clone().requires_grad_(True)
-        loss(x1, labels).backward()
-        _mc_autograd(x2, labels, loss.rho_neg, loss.rho_pos, variant=variant, surrogate=surrogate).backward()
-        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-12, msg=f"{variant}/{surrogate}")
-        torch.testing.assert_close(x1.grad.sum(1), torch.zeros(1, 3, 1, dtype=torch.float64))
+        for logits, labels in cases:
+            x1 = logits.clone().requires_grad_(True)
+            x2 = logits.clone().requires_grad_(True)
+            loss(x1, labels).backward()
+            _mc_autograd(x2, labels, loss.rho_neg, loss.rho_pos, variant=variant, surrogate=surrogate).backward()
+            torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-12, msg=f"{variant}/{surrogate}")
+            torch.testing.assert_close(x1.grad.sum(1), torch.zeros_like(x1.grad.sum(1)))
 
 
 def test_loss_without_gradient_and_a_second_backward():
