@@ -14,20 +14,28 @@ gradient over. Two implementations of the same maths:
 
 ``backend="auto"`` (the loss's default) runs the eager kernel and switches a configuration (dtype, device, options,
 K, spatial size, batch of one or more) to the compiled one only after the eager kernel has spent
-:data:`AUTO_COMPILE_AFTER_S` seconds on it in this process: rent-or-buy, so a short run (a test, a fine-tune of a
-few hundred steps, ``medseg bench``) never pays a compile, and a long one pays it once it has spent about as much
-as the compile costs, at most twice the best choice in hindsight. The compiled kernel takes any batch size above
-one without recompiling, so a ragged last batch does not recompile (a batch of one runs eagerly until it has
-earned its own compile), and its inductor cache key does not depend on the thread count
-(``cpp.dynamic_threads``), so the cache of one process serves the next at any thread count.
+:data:`AUTO_COMPILE_AFTER_S` seconds on it in this process: the rent-or-buy rule, so a short run (a test, a
+fine-tune of a few hundred steps, ``medseg bench``) never pays a compile, and a long one pays it once it has spent
+about what the compile costs, which keeps its total within about twice that of the better choice in hindsight.
+The compiled kernel takes any batch size above one without recompiling, so a ragged last batch does not recompile
+(a batch of one runs eagerly until it has earned its own compile), and its inductor cache key does not depend on
+the thread count (``cpp.dynamic_threads``), so the cache of one process serves the next at any thread count.
 
-Measured on the shared 2-core CPU of this project, float32 logits (8, 5, 256, 256), forward+backward, as ratios to
-``torch.nn.functional.cross_entropy`` from paired interleaved runs (``medseg bench loss``; the machine was loaded by
-other jobs, see docs/results/loss_benchmark.md for the command, load and ranges): eager kernel, steady state
-EAGER_STEADY; compiled kernel, steady state COMPILED_STEADY; a first step in a fresh process (import, build, one
-step), CPU time FIRST_STEP the CPU of the same process with cross-entropy, with an empty or a warm compile cache
-alike (nothing compiles on the first step); the one-off compile, when ``auto`` decides to pay it: COMPILE_COLD
-with an empty inductor cache, COMPILE_WARM with a warm one.
+Measured with ``medseg bench loss`` on the project's shared 2-core CPU (AVX512, torch 2.13), float32 logits
+(8, 5, 256, 256), forward+backward, as ratios to ``torch.nn.functional.cross_entropy`` from paired interleaved
+runs, median (range), at load average 3.2–4.0 from other jobs (docs/results/loss_benchmark.md has the command and
+every row):
+
+* steady state, 1 thread: eager kernel 4.6x (2.2–8.3), compiled kernel 0.82x (0.62–1.14); the compiled kernel
+  alone, without the module around it, 0.63x at 1 thread and 0.97x at 2 threads in a separate paired run. At 2
+  threads the loaded machine made cross-entropy itself 3.5x slower than at 1 thread, and the module's compiled
+  row measured 1.42x (1.13–1.58).
+* first step in a fresh process (import, build, one step), CPU time: 0.99x (1 thread) and 1.10x (2 threads) the
+  CPU of the same process with cross-entropy (about 6.4 s, mostly imports), with an empty or a warm inductor
+  cache alike, since nothing compiles on the first step.
+* the one-off compile, when ``auto`` decides to pay it (measured as a first step with ``backend="compile"``):
+  28.9 s of CPU (4.8x the cross-entropy process) with an empty inductor cache, 13.8 s (1.8x) with a warm one,
+  and 11.8 s (2.0x) at 2 threads from the cache a 1-thread process filled; 8.4 s of wall time in-process.
 
 Gradient of the margin (the "top-2 trick"): with T the set of classes scoring the maximum m1 of a pixel (one class
 unless scores tie), T2 the set scoring the largest value m2 below it, ``g_k = ∂ℓ/∂λ_k`` and ``G = Σ_k g_k``,
@@ -74,9 +82,9 @@ Backend = Literal["auto", "compile", "eager"]
 _LN2 = math.log(2.0)
 
 #: ``backend="auto"`` compiles a configuration once the eager kernel has spent this many wall seconds on it in the
-#: process. A cold compile costs about 17 s of a quiet 2-core CPU (4 s with inductor's on-disk cache) and the
-#: compiled kernel saves about three quarters of the eager kernel's time, so 30 s of eager time is about where
-#: the compile would have paid for itself (the rent-or-buy rule).
+#: process. A compile costs 8-25 s on the project's 2-core CPU (less with inductor's on-disk cache) and the compiled
+#: kernel saves about four fifths of the eager kernel's time, so 30 s of eager time is about where the compile
+#: would have paid for itself (the rent-or-buy rule).
 AUTO_COMPILE_AFTER_S = 30.0
 
 

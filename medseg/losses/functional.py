@@ -11,8 +11,10 @@ returns a ``(1, C)`` tensor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -244,6 +246,24 @@ def _lovasz_jaccard_gradient(gt_sorted: torch.Tensor, dtype: torch.dtype) -> tor
     return torch.diff(jaccard, dim=-1, prepend=jaccard.new_zeros(()).expand(*jaccard.shape[:-1], 1))
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run a block with one intra-op thread (restored after).
+
+    For a loop of 1-D radix sorts: each is an OpenMP region with several barriers, and on a loaded 2-core machine
+    40 sorts of 65536 keys took 3.7-7.4 s at 2 threads against 30-50 ms at 1 thread (measured).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 #: Bit patterns of 1.0: errors in [0, 1] are non-negative floats, whose bit patterns as integers sort like them.
 _ONE_BITS = {torch.float32: (torch.int32, 0x3F800000), torch.float64: (torch.int64, 0x3FF0000000000000)}
 #: Rows at least this long are sorted one by one: a 1-D integer sort of that size uses PyTorch's radix sort.
@@ -264,11 +284,12 @@ def _descending_order(errors: torch.Tensor, gt: torch.Tensor, valid: torch.Tenso
         keys.masked_fill_(~valid, one + 2)  # after every valid pixel
     keys.mul_(2).add_(gt.to(int_dtype))
     rows, length = keys.shape
-    if length >= _RADIX_MIN_ROW:
+    if length >= _RADIX_MIN_ROW and keys.device.type == "cpu":
         sorted_keys = torch.empty_like(keys)
         order = torch.empty(keys.shape, dtype=torch.int64, device=keys.device)
-        for r in range(rows):
-            torch.sort(keys[r], out=(sorted_keys[r], order[r]))
+        with _one_thread():
+            for r in range(rows):
+                torch.sort(keys[r], out=(sorted_keys[r], order[r]))
     else:
         sorted_keys, order = torch.sort(keys, dim=-1)
     return order, sorted_keys.bitwise_and_(1)
@@ -478,12 +499,13 @@ def _ascending_order(rows: torch.Tensor) -> torch.Tensor:
     dtype = rows.dtype if rows.dtype in _ONE_BITS else torch.float32
     keys = rows.to(dtype).contiguous().view(_ONE_BITS[dtype][0])
     count, length = keys.shape
-    if length < _RADIX_MIN_ROW:
+    if length < _RADIX_MIN_ROW or keys.device.type != "cpu":
         return torch.sort(keys, dim=-1).indices
     order = torch.empty(keys.shape, dtype=torch.int64, device=keys.device)
     scratch = torch.empty_like(keys[0])
-    for r in range(count):
-        torch.sort(keys[r], out=(scratch, order[r]))
+    with _one_thread():
+        for r in range(count):
+            torch.sort(keys[r], out=(scratch, order[r]))
     return order
 
 
