@@ -23,13 +23,12 @@ the thread count (``cpp.dynamic_threads``), so the cache of one process serves t
 
 Measured with ``medseg bench loss`` on the project's shared 2-core CPU (AVX512, torch 2.13), float32 logits
 (8, 5, 256, 256), forward+backward, as ratios to ``torch.nn.functional.cross_entropy`` from paired interleaved
-runs, median (range), at load average 3.2–4.0 from other jobs (docs/results/loss_benchmark.md has the command and
-every row):
+runs, median (range) of two runs at load average 3.1–4.7 from other jobs (docs/results/loss_benchmark.md has the
+commands and every row):
 
-* steady state, 1 thread: eager kernel 4.6x (2.2–8.3), compiled kernel 0.82x (0.62–1.14); the compiled kernel
-  alone, without the module around it, 0.63x at 1 thread and 0.97x at 2 threads in a separate paired run. At 2
-  threads the loaded machine made cross-entropy itself 3.5x slower than at 1 thread, and the module's compiled
-  row measured 1.42x (1.13–1.58).
+* steady state, 1 thread: eager kernel 3.1–4.6x, compiled kernel 0.84x (0.27–1.63) and 0.82x (0.62–1.14); at 2
+  threads, where the oversubscribed machine made cross-entropy itself 3.5x slower than at 1 thread, the compiled
+  kernel measured 0.96x (0.22–4.51) and 1.42x (1.13–1.58).
 * first step in a fresh process (import, build, one step), CPU time: 0.99x (1 thread) and 1.10x (2 threads) the
   CPU of the same process with cross-entropy (about 6.4 s, mostly imports), with an empty or a warm inductor
   cache alike, since nothing compiles on the first step.
