@@ -1,21 +1,26 @@
-"""Margin offsets of distribution-aware margin calibration (Algorithm 1), in numpy only.
+"""Margin offsets of distribution-aware margin calibration (Algorithm 1), and the class statistics they come from.
 
-Kept apart from the loss (:mod:`medseg.losses.margin_calibration`) so that ``medseg-data stats`` and the bound
-tables compute offsets without importing torch. :func:`medseg.losses.margin_offsets` is this function.
+Numpy only, kept apart from the loss (:mod:`medseg.losses.margin_calibration`) so that ``medseg-data stats``, the
+bound tables and :func:`medseg.registry.create_loss` use them without importing torch.
+:func:`medseg.losses.margin_offsets` is :func:`margin_offsets`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from medseg.typing import PathLike
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmptyPolicy", "as_float64_vector", "check_positive", "margin_offsets"]
+__all__ = ["EmptyPolicy", "as_float64_vector", "check_positive", "load_class_stats", "margin_offsets"]
 
 EmptyPolicy = Literal["error", "zero"]
 _EMPTY = ("error", "zero")
@@ -150,3 +155,53 @@ def margin_offsets(
     rho_neg = np.where(ok, tau_f * np.sqrt(rest) / nk, 0.0)
     rho_pos = np.where(ok, mu * rho_neg, 0.0)
     return rho_neg, rho_pos
+
+
+def load_class_stats(stats: PathLike | Mapping[str, Any] | None, num_classes: int | None = None) -> dict[str, Any]:
+    """Read and validate the class statistics of a training split (a ``stats.json`` of ``medseg-data stats``).
+
+    Args:
+        stats: the path of the ``stats.json``, or its parsed content (a mapping with ``class_counts``).
+        num_classes: classes the network predicts; when given, the statistics must hold counts for that many.
+
+    Returns:
+        The statistics as a dict (the keys of ``stats.json``: ``class_counts`` and, when written, ``tau``, ``v``,
+        ``num_classes`` and the rest).
+
+    Raises:
+        FileNotFoundError: the file does not exist (or ``stats`` is ``None``); the message says which command
+            writes it.
+        ValueError: it is malformed, or its class count does not match ``num_classes``.
+    """
+    k_hint = num_classes if num_classes is not None else "K"
+    if isinstance(stats, Mapping):
+        data: Any = dict(stats)
+        where = "stats"
+    else:
+        if stats is None or not Path(stats).is_file():
+            raise FileNotFoundError(
+                f"class statistics file {None if stats is None else str(stats)!r} not found; margin calibration "
+                "needs the class pixel counts of the training split: run `medseg-data stats DATALIST --num-classes "
+                f"{k_hint} --out STATS_JSON` and pass its path as --stats_file"
+            )
+        where = f"stats_file {str(stats)!r}"
+        try:
+            data = json.loads(Path(stats).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{where} is not valid JSON: {err}; rerun `medseg-data stats`") from err
+    counts = data.get("class_counts") if isinstance(data, dict) else None
+    if not isinstance(counts, (list, tuple)):
+        raise ValueError(f"{where} has no 'class_counts' list; rerun `medseg-data stats`")
+    stored = data.get("num_classes", len(counts))
+    if stored != len(counts):
+        raise ValueError(
+            f"{where} says num_classes={stored!r} but holds {len(counts)} class counts; rerun `medseg-data stats "
+            f"DATALIST --num-classes {len(counts)}`"
+        )
+    if num_classes is not None and len(counts) != num_classes:
+        raise ValueError(
+            f"{where} holds counts for {len(counts)} classes but the network predicts num_classes={num_classes}; "
+            f"rerun `medseg-data stats DATALIST --num-classes {num_classes}` with the same label mapping as this "
+            "training, or fix num_classes"
+        )
+    return dict(data)

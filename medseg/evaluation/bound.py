@@ -1,18 +1,18 @@
 r"""Theorem 1's mIoU generalisation bound ε and Corollary 1's optimal margin offsets.
 
 Yu et al. (IJCV 2021) bound the data-distribution mIoU from below by the empirical lower bound minus ε
-(Eq. 13). With N training pixels, N_k of class k, K classes, margin offsets ρ_0k (a non-k pixel scored as k)
+(Eq. (13)). With N training pixels, N_k of class k, K classes, margin offsets ρ_0k (a non-k pixel scored as k)
 and ρ_k0 (a k pixel scored as not k), μ_k = ρ_k0 / ρ_0k and a complexity term F:
 
 .. math::
     \epsilon = \frac{1}{K} \sum_{k=1}^{K}
     \frac{\sqrt{N - N_k} + \sqrt{N_k} / \mu_k}{\frac{N_k}{4 K \mathcal{F}} \rho_{0k} - \sqrt{N - N_k}}
-    \qquad \text{(Eq. 14)}
+    \qquad \text{(Eq. (14))}
 
-Corollary 1 (Eq. 15): under a fixed budget :math:`\sum_k \rho_{0k}` and with
+Corollary 1 (Eq. (15)): under a fixed budget :math:`\sum_k \rho_{0k}` and with
 :math:`\mu_k = P_k \sqrt{N_k} / (v (N - N_k) - P_k \sqrt{N - N_k})`, ε is smallest when
 :math:`\rho_{0k} \propto \sqrt{N - N_k} / N_k`; Algorithm 1 writes the proportionality constant as τ. Then every
-term's numerator is :math:`vN (N - N_k) / N_k` and, by the Cauchy-Schwarz step of the appendix (Eq. 35),
+term's numerator is :math:`vN (N - N_k) / N_k` and, by the Cauchy-Schwarz step of the appendix (Eq. (35)),
 
 .. math::
     \epsilon_{\min} = \frac{vN}{K} \cdot
@@ -33,8 +33,8 @@ What the formulas imply, and what this module therefore does:
 
 References:
     Yu, Li, Xu, Gao, Luo, Zhang, "Distribution-aware Margin Calibration for Semantic Segmentation in Images",
-    International Journal of Computer Vision (accepted 2021), arXiv:2112.11554: Theorem 1 (Eqs. 13-14),
-    Corollary 1 (Eq. 15), Algorithm 1, appendix Eqs. (30)-(35).
+    International Journal of Computer Vision (accepted 2021), arXiv:2112.11554, doi:10.1007/s11263-021-01533-0:
+    Theorem 1 (Eqs. (13)-(14)), Corollary 1 (Eq. (15)), Algorithm 1, appendix Eqs. (30)-(35).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def error_bound_per_class(
     rho_pos: Sequence[float] | FloatArray,
     complexity: float,
 ) -> FloatArray:
-    r"""The per-class terms ε_k of Theorem 1 (appendix Eq. 30); their mean is ε (Eq. 14).
+    r"""The per-class terms ε_k of Theorem 1 (appendix Eq. (30)); their mean is ε (Eq. (14)).
 
     .. math::
         \epsilon_k = \frac{\sqrt{N - N_k} + \sqrt{N_k} / \mu_k}
@@ -193,7 +193,7 @@ def error_bound(
     rho_pos: Sequence[float] | FloatArray,
     complexity: float,
 ) -> float:
-    """Theorem 1's ε (Eq. 14): mIoU(distribution) >= lower-bound mIoU - ε with probability >= 1 - η.
+    """Theorem 1's ε (Eq. (14)): mIoU(distribution) >= lower-bound mIoU - ε with probability >= 1 - η.
 
     Args: see :func:`error_bound_per_class`.
 
@@ -226,7 +226,7 @@ def optimal_offset_ratios(class_counts: Sequence[float] | FloatArray, v: float =
 
     Returns:
         ``(weights, mu)``: ``weights`` sum to 1 and are proportional to ``sqrt(N - N_k) / N_k`` (so
-        ``weights[i] / weights[j]`` is Eq. 15's ratio); ``mu`` as above.
+        ``weights[i] / weights[j]`` is Eq. (15)'s ratio); ``mu`` as above.
 
     Raises:
         ValueError: invalid counts, or v so small that a μ_k denominator is <= 0 (no positive ρ_k0 exists).
@@ -263,7 +263,7 @@ def corollary_offsets(
         loss; it is re-derived here from Corollary 1 so the bound can be evaluated for any offsets.
 
     References:
-        Yu et al., IJCV 2021, Corollary 1 (Eq. 15) and Algorithm 1.
+        Yu et al., IJCV 2021, Corollary 1, Eq. (15), and Algorithm 1.
     """
     if (tau is None) == (rho_sum is None):
         raise ValueError(
@@ -281,7 +281,7 @@ def corollary_offsets(
 def minimal_error_bound(
     class_counts: Sequence[float] | FloatArray, rho_sum: float, complexity: float, v: float = 1.0
 ) -> float:
-    """The smallest ε over offsets with Σ ρ_0k = ``rho_sum`` and Corollary 1's μ_k (appendix Eq. 35).
+    """The smallest ε over offsets with Σ ρ_0k = ``rho_sum`` and Corollary 1's μ_k (appendix Eq. (35)).
 
     Returns:
         ε_min (``inf`` if the budget is too small for a positive denominator:

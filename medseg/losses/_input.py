@@ -3,7 +3,12 @@
 Losses are called as ``loss(logits, target)``: ``logits`` are raw network outputs ``(B, K, *spatial)`` with 2 or 3
 spatial dims; ``target`` is integer labels ``(B, *spatial)`` or ``(B, 1, *spatial)`` (MONAI pipelines give the
 latter, often as float MetaTensors), or a one-hot ``(B, K, *spatial)`` tensor. This module turns any of those into
-the forms the functional cores need and validates them once, so no loss repeats that code.
+the forms the functional cores need, so no loss repeats that code.
+
+Validation that costs a full pass over the data (finite logits, integer labels in range) is :func:`check_inputs`.
+The standalone helpers run it by default (``check=True``); the loss modules run it once per input signature and
+afterwards only check the loss value (:class:`medseg.losses._base.CheckedLoss`), since a per-step scan of the
+logits cost about half of a cross-entropy step on a CPU and forces a device sync on a GPU.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "PreparedInput",
     "apply_reduction",
     "as_plain_tensor",
+    "check_inputs",
     "check_logits",
     "check_reduction",
     "prepare",
@@ -53,7 +58,7 @@ def check_logits(logits: torch.Tensor, *, name: str = "logits", check_finite: bo
 
 
 def target_to_labels(
-    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None = None
+    logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None = None, check: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Turn any accepted target form into integer labels ``(B, *spatial)`` and a validity mask.
 
@@ -63,6 +68,8 @@ def target_to_labels(
             one-hot / soft labels ``(B, K, *spatial)`` with ``K > 1`` (argmax is taken; pixels whose channels are
             all zero are treated as ignored).
         ignore_index: label value excluded from the loss, or ``None``.
+        check: validate the label values (integer, in ``[0, K)`` or ``ignore_index``): one pass over the labels.
+            ``False`` only checks shapes; out-of-range labels then surface as indexing errors of the caller.
 
     Returns:
         ``(labels, valid)``: ``labels`` is int64 ``(B, *spatial)`` with ignored pixels set to 0; ``valid`` is a
@@ -70,7 +77,7 @@ def target_to_labels(
 
     Raises:
         ValueError: on a shape mismatch (both shapes are named), non-integer labels, or labels outside
-            ``[0, K)`` that are not ``ignore_index``.
+            ``[0, K)`` that are not ``ignore_index`` (the last two with ``check=True``).
     """
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -79,7 +86,7 @@ def target_to_labels(
     spatial = tuple(logits.shape[2:])
     valid: torch.Tensor | None = None
     if k > 1 and tuple(target.shape) == tuple(logits.shape):
-        labels = target.argmax(dim=1)
+        labels = target.max(dim=1).indices  # argmax (first index on ties), several times faster on a CPU
         present = target.sum(dim=1) > 0
         if not bool(present.all()):
             valid = present
@@ -91,19 +98,16 @@ def target_to_labels(
             f"target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}: expected "
             f"integer labels {(b, *spatial)} or {(b, 1, *spatial)}, or one-hot {(b, k, *spatial)}"
         )
-    if target.is_floating_point():
-        if not bool((target == torch.round(target)).all()):
-            raise ValueError("target holds non-integer label values; pass integer labels or a one-hot tensor")
-        labels = target.long()
-    elif target.dtype == torch.bool:
-        labels = target.long()
-    else:
-        labels = target.long()
+    if check and target.is_floating_point() and not bool((target == torch.round(target)).all()):
+        raise ValueError("target holds non-integer label values; pass integer labels or a one-hot tensor")
+    labels = target.long()
     if ignore_index is not None:
         ignored = labels == ignore_index
         if bool(ignored.any()):
             valid = ~ignored
             labels = labels.masked_fill(ignored, 0)
+    if not check or labels.numel() == 0:
+        return labels, valid
     lo_t, hi_t = torch.aminmax(labels)  # one pass instead of min() + max()
     lo, hi = int(lo_t), int(hi_t)
     if lo < 0 or hi >= k:
@@ -114,6 +118,19 @@ def target_to_labels(
             "map the labels or set ignore_index"
         )
     return labels, valid
+
+
+def check_inputs(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None = None) -> None:
+    """Every input check, including those that cost a full pass: finite logits, integer labels in range.
+
+    Returns normally for valid inputs; otherwise raises the error of :func:`check_logits` or
+    :func:`target_to_labels`, which names the argument, the bad value and the fix.
+
+    Raises:
+        TypeError / ValueError: see :func:`check_logits` and :func:`target_to_labels`.
+    """
+    logits = check_logits(logits, check_finite=True)
+    target_to_labels(logits, target, ignore_index=ignore_index, check=True)
 
 
 @dataclass(frozen=True)
@@ -141,7 +158,7 @@ def prepare(
     sigmoid: bool = False,
     include_background: bool = True,
     ignore_index: int | None = None,
-    check_finite: bool = True,
+    check: bool = True,
 ) -> PreparedInput:
     """Validate, activate and one-hot encode, then drop the background channel if asked.
 
@@ -154,7 +171,8 @@ def prepare(
         sigmoid: apply a sigmoid instead (multi-label); mutually exclusive with ``softmax``.
         include_background: keep channel 0; with ``False`` channel 0 is dropped from ``pred`` and ``onehot``.
         ignore_index: label value excluded from the loss.
-        check_finite: validate that logits are finite.
+        check: run :func:`check_inputs`' full-pass checks (finite logits, label values); ``False`` leaves them to
+            the caller (the loss modules check once per input signature, then the loss value).
 
     Raises:
         ValueError: for ``softmax`` and ``sigmoid`` both set, or any error of :func:`check_logits` /
@@ -162,8 +180,8 @@ def prepare(
     """
     if softmax and sigmoid:
         raise ValueError("softmax=True and sigmoid=True are mutually exclusive; choose one activation")
-    logits = check_logits(logits, check_finite=check_finite)
-    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index)
+    logits = check_logits(logits, check_finite=check)
+    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index, check=check)
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     k = x.shape[1]
     if softmax:
@@ -172,7 +190,8 @@ def prepare(
         pred = torch.sigmoid(x)
     else:
         pred = x
-    onehot = F.one_hot(labels, num_classes=k).movedim(-1, 1).to(pred.dtype)
+    # zeros + scatter: a quarter of the time of F.one_hot (int64, channels last) + movedim + a strided copy
+    onehot = torch.zeros_like(pred).scatter_(1, labels.unsqueeze(1), 1.0)
     if valid is not None:
         mask = valid.unsqueeze(1).to(pred.dtype)
         pred = pred * mask

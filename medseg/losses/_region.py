@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import torch
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_flag, check_ignore_index, check_to_onehot_y, resolve_activation
 from medseg.losses._input import PreparedInput, apply_reduction, check_reduction, prepare
 
@@ -16,7 +16,7 @@ __all__ = ["RegionLoss"]
 logger = logging.getLogger(__name__)
 
 
-class RegionLoss(nn.Module):
+class RegionLoss(CheckedLoss):
     """Base of the region losses: MONAI-style activation / background / one-hot options plus ``ignore_index``.
 
     Subclasses implement :meth:`compute` on the prepared probabilities and one-hot targets.
@@ -51,7 +51,7 @@ class RegionLoss(nn.Module):
         self.batch = check_flag("batch", batch)
         self.ignore_index = check_ignore_index(ignore_index)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -69,6 +69,7 @@ class RegionLoss(nn.Module):
             sigmoid=self.sigmoid,
             include_background=self.include_background,
             ignore_index=self.ignore_index,
+            check=False,
         )
         return self.compute(prep)
 

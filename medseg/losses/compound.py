@@ -1,7 +1,8 @@
 """Margin calibration combined with a region loss: ``dice_mc`` and ``tversky_mc`` (Li, Yu, Zhang, Table 5).
 
-Both are ``λ_mc · MC + λ_region · Region`` with the region term from MONAI (``DiceLoss`` / ``TverskyLoss``) on the
-softmax of the same logits. Inputs are prepared once by :func:`medseg.losses._input.prepare`, so ``ignore_index``
+Both are ``λ_mc · MC + λ_region · Region`` with the region term on the softmax of the same logits: MONAI's
+``DiceLoss``, or MONAI's Tversky values from :func:`medseg.losses.functional.tversky`. Inputs are prepared once by
+:func:`medseg.losses._input.prepare`, so ``ignore_index``
 pixels are excluded from the region term too (their probabilities and one-hot rows are zeroed), and half-precision
 logits are computed in float32.
 
@@ -24,14 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 from monai.losses.dice import DiceLoss as MonaiDiceLoss
-from monai.losses.tversky import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 
-from medseg.losses._input import check_reduction, prepare
+from medseg.losses import functional
+from medseg.losses._base import CheckedLoss
+from medseg.losses._input import apply_reduction, check_reduction, prepare
 from medseg.losses._mc_kernel import Backend
 from medseg.losses.margin_calibration import MarginCalibrationLoss, Surrogate, Variant
 from medseg.margins import EmptyPolicy
-from medseg.registry import LOSSES
+from medseg.registry import CLASS_COUNTS, LOSSES
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ def _check_weight(value: Any, name: str) -> float:
     return out
 
 
-class _RegionMCLoss(nn.Module):
+class _RegionMCLoss(CheckedLoss):
     """``lambda_mc · MC(logits, target) + lambda_region · region(softmax(logits), onehot(target))``."""
 
     region_name = "region"
@@ -83,7 +85,7 @@ class _RegionMCLoss(nn.Module):
         self.ignore_index = ignore_index
         self.include_background = include_background
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted sum of the MC loss and the region loss of ``logits`` against ``target``."""
         mc_value = self.mc(logits, target)
         prepared = prepare(
@@ -92,10 +94,34 @@ class _RegionMCLoss(nn.Module):
             softmax=True,
             include_background=self.include_background,
             ignore_index=self.ignore_index,
-            check_finite=False,  # already checked by the MC term
+            check=False,
         )
         region_value = self.region(prepared.pred, prepared.onehot)
         return self.lambda_mc * mc_value + self.lambda_region * region_value
+
+
+class _TverskyTerm(nn.Module):
+    """:func:`medseg.losses.functional.tversky` of probabilities and one-hot targets, reduced (MONAI's values)."""
+
+    def __init__(
+        self, *, alpha: float, beta: float, smooth_nr: float, smooth_dr: float, batch: bool, reduction: str
+    ) -> None:
+        super().__init__()
+        self.alpha, self.beta, self.smooth_nr, self.smooth_dr = alpha, beta, smooth_nr, smooth_dr
+        self.batch = batch
+        self.reduction = reduction
+
+    def forward(self, pred: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        scores = functional.tversky(
+            pred,
+            onehot,
+            alpha=self.alpha,
+            beta=self.beta,
+            smooth_nr=self.smooth_nr,
+            smooth_dr=self.smooth_dr,
+            batch=self.batch,
+        )
+        return apply_reduction(scores, self.reduction)
 
 
 def _mc_term(
@@ -127,7 +153,7 @@ def _mc_term(
     )
 
 
-@LOSSES.register("dice_mc")
+@LOSSES.register("dice_mc", needs=(CLASS_COUNTS,))
 class DiceMCLoss(_RegionMCLoss):
     r"""Margin calibration plus soft Dice: ``lambda_mc · MC + lambda_dice · Dice`` (Table 5, "Ours + Dice loss").
 
@@ -213,7 +239,7 @@ class DiceMCLoss(_RegionMCLoss):
         return self.lambda_region
 
 
-@LOSSES.register("tversky_mc")
+@LOSSES.register("tversky_mc", needs=(CLASS_COUNTS,))
 class TverskyMCLoss(_RegionMCLoss):
     r"""Margin calibration plus Tversky: ``lambda_mc · MC + lambda_tversky · Tversky`` (Table 5).
 
@@ -222,8 +248,8 @@ class TverskyMCLoss(_RegionMCLoss):
         L = λ_{mc} L_{MC}(s, y) + λ_{t}\Big(1 - \frac{\sum p g + ε_n}
             {\sum p g + α\sum p(1-g) + β\sum (1-p) g + ε_d}\Big)
 
-    with ``p = softmax(s)``, the Tversky term from ``monai.losses.TverskyLoss``; α weighs false positives and β
-    false negatives (defaults 0.3 / 0.7, Salehi et al.'s setting, as in the paper's experiments).
+    with ``p = softmax(s)``, the Tversky term as ``monai.losses.TverskyLoss`` computes it; α weighs false positives
+    and β false negatives (defaults 0.3 / 0.7, Salehi et al.'s setting, as in the paper's experiments).
 
     Args:
         class_counts, rho_neg, rho_pos, tau, v, variant, surrogate, ignore_index, empty, backend: as
@@ -234,7 +260,7 @@ class TverskyMCLoss(_RegionMCLoss):
         alpha: Tversky α (false positives), default 0.3.
         beta: Tversky β (false negatives), default 0.7.
         include_background: keep channel 0 in the Tversky term.
-        smooth_nr, smooth_dr, batch: passed to ``monai.losses.TverskyLoss``.
+        smooth_nr, smooth_dr, batch: as in ``monai.losses.TverskyLoss``.
 
     Shape:
         logits ``(B, K, *spatial)``, target as in DESIGN.md's call convention; output a scalar.
@@ -278,15 +304,8 @@ class TverskyMCLoss(_RegionMCLoss):
         mc = _mc_term(
             class_counts, rho_neg, rho_pos, tau, v, variant, surrogate, ignore_index, reduction, empty, backend
         )
-        region = MonaiTverskyLoss(
-            include_background=True,  # the background channel is dropped by prepare() when asked
-            softmax=False,
-            alpha=alpha_f,
-            beta=beta_f,
-            reduction=reduction if reduction != "none" else "mean",
-            smooth_nr=smooth_nr,
-            smooth_dr=smooth_dr,
-            batch=batch,
+        region = _TverskyTerm(
+            alpha=alpha_f, beta=beta_f, smooth_nr=smooth_nr, smooth_dr=smooth_dr, batch=batch, reduction=reduction
         )
         super().__init__(
             mc,

@@ -2,7 +2,8 @@
 
 A thin wrapper over :func:`torch.nn.functional.cross_entropy`: it accepts every target form of the convention,
 turns ``ignore_index`` pixels (and all-zero one-hot pixels) into PyTorch's ignore value, computes half-precision
-logits in float32 and validates its arguments at construction.
+logits in float32 and validates its arguments at construction. Its inputs are checked in full once per input
+signature (:class:`medseg.losses._base.CheckedLoss`), so a step costs what PyTorch's own call costs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_ignore_index, check_nonneg
 from medseg.losses._input import check_logits, check_reduction, target_to_labels
 from medseg.registry import LOSSES
@@ -48,6 +49,7 @@ def per_pixel_cross_entropy(
     weight: torch.Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-pixel cross-entropy ``(B, *spatial)`` (0 at ignored pixels), the labels and the validity mask.
 
@@ -59,13 +61,14 @@ def per_pixel_cross_entropy(
         weight: optional per-class weights ``(K,)``; each pixel's loss is multiplied by its class weight.
         ignore_index: label value excluded from the loss.
         label_smoothing: PyTorch's label smoothing in [0, 1).
+        check: run the full-pass input checks (finite logits, label values); the loss modules pass ``False``.
 
     Returns:
         ``(losses, labels, valid)``: ``losses`` float32 or wider, ``labels`` int64 ``(B, *spatial)`` (0 at
         ignored pixels), ``valid`` a bool mask or ``None``.
     """
-    logits = check_logits(logits)
-    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index)
+    logits = check_logits(logits, check_finite=check)
+    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index, check=check)
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     if weight is not None:
         if weight.numel() != x.shape[1]:
@@ -81,7 +84,7 @@ def per_pixel_cross_entropy(
 
 
 @LOSSES.register("ce")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(CheckedLoss):
     r"""Pixel-wise categorical cross-entropy, optionally class-weighted and label-smoothed.
 
     .. math::
@@ -127,7 +130,7 @@ class CrossEntropyLoss(nn.Module):
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -135,23 +138,35 @@ class CrossEntropyLoss(nn.Module):
             - target: ``(B, *spatial)``, ``(B, 1, *spatial)`` or one-hot ``(B, K, *spatial)``.
             - output: scalar, or ``(B, *spatial)`` for ``"none"``.
         """
-        losses, labels, valid = per_pixel_cross_entropy(
-            logits,
-            target,
-            weight=self.weight,
-            ignore_index=self.ignore_index,
+        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index, check=False)
+        x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+        weight = self.weight
+        if weight is not None:
+            if weight.numel() != x.shape[1]:
+                raise ValueError(
+                    f"weight has {weight.numel()} entries but logits have K={x.shape[1]} classes; give one weight "
+                    "per class"
+                )
+            weight = weight.to(device=x.device, dtype=x.dtype)
+        if valid is None:
+            # every pixel counts: PyTorch's reduction is this loss's (its "mean" divides by the summed weights)
+            return F.cross_entropy(
+                x, labels, weight=weight, reduction=self.reduction, label_smoothing=self.label_smoothing
+            )
+        losses = F.cross_entropy(
+            x,
+            labels.masked_fill(~valid, _TORCH_IGNORE),
+            weight=weight,
+            ignore_index=_TORCH_IGNORE,
+            reduction="none",
             label_smoothing=self.label_smoothing,
         )
         if self.reduction == "none":
             return losses
         if self.reduction == "sum":
             return losses.sum()
-        if self.weight is None:
-            count = losses.numel() if valid is None else valid.sum()
-            return losses.sum() / torch.as_tensor(count, dtype=losses.dtype, device=losses.device).clamp_min(1)
-        w = self.weight.to(losses)[labels]
-        if valid is not None:
-            w = w * valid
+        # every pixel ignored gives 0 (PyTorch's mean would be 0/0)
+        w = valid.to(losses.dtype) if weight is None else weight[labels] * valid
         return losses.sum() / w.sum().clamp_min(torch.finfo(losses.dtype).tiny)
 
     def extra_repr(self) -> str:

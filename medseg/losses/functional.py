@@ -11,19 +11,25 @@ returns a ``(1, C)`` tensor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
+from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "hard_confusion_sums",
     "iou_loss_from_counts",
     "lmp_weights",
+    "lmp_weights_rows",
     "lovasz_softmax",
     "noise_robust_dice",
     "noise_robust_dice_upper_bound",
     "soft_iou",
+    "tversky",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,8 +85,83 @@ def soft_iou(
     _check_pair(pred, target)
     dims = _reduce_dims(pred, batch)
     inter = (pred * target).sum(dims)
-    union = (pred + target - pred * target).sum(dims)
+    union = pred.sum(dims) + target.sum(dims) - inter  # Σ(p + g − pg) without two more (B, C, N) temporaries
     return _keep2d(1.0 - (inter + smooth_nr) / (union + smooth_dr), batch)
+
+
+def tversky(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    smooth_nr: float = 1e-5,
+    smooth_dr: float = 1e-5,
+    batch: bool = False,
+) -> torch.Tensor:
+    r"""Tversky loss per (batch, class).
+
+    .. math::
+        L_c = 1 - \frac{TP + s_{nr}}{TP + \alpha FP + \beta FN + s_{dr}},
+        \quad TP = \sum_v p_v g_v,\ FP = \sum_v p_v (1-g_v) = \sum_v p_v - TP,\ FN = \sum_v g_v - TP
+
+    The same values as ``monai.losses.TverskyLoss`` (which forms ``1 - p``, ``1 - g`` and three products over the
+    whole tensor: 3.7x the time of cross-entropy at (8, 5, 256, 256) on the project's CPU); here one product and
+    two sums.
+
+    Args:
+        pred: probabilities ``(B, C, *spatial)``.
+        target: one-hot (or soft) targets, same shape.
+        alpha: weight of false positives, >= 0.
+        beta: weight of false negatives, >= 0.
+        smooth_nr: added to the numerator.
+        smooth_dr: added to the denominator.
+        batch: sum over the batch too.
+
+    Returns:
+        ``(B, C)``, or ``(1, C)`` with ``batch=True``.
+
+    References:
+        Salehi S. S. M., Erdogmus D., Gholipour A. "Tversky Loss Function for Image Segmentation Using 3D Fully
+        Convolutional Deep Networks." MLMI 2017, doi:10.1007/978-3-319-67389-9_44, Eq. (3).
+    """
+    _check_pair(pred, target)
+    dims = _reduce_dims(pred, batch)
+    tp = (pred * target).sum(dims)
+    fp = pred.sum(dims) - tp
+    fn = target.sum(dims) - tp
+    return _keep2d(1.0 - (tp + smooth_nr) / (tp + alpha * fp + beta * fn + smooth_dr), batch)
+
+
+class _AbsPowSum(torch.autograd.Function):
+    """``Σ |d|^γ`` over ``dims`` with its gradient ``γ |d|^(γ−1) sgn(d)`` formed from one saved power.
+
+    Autograd of ``d.abs().pow(γ).sum()`` computes two powers and five whole-tensor products; here ``|d|^(γ−1)``
+    (a square root for the paper's γ = 1.5) is computed once and reused for the value and the gradient.
+    For γ < 1 the derivative at 0 is infinite; ``|d|`` is clamped to 1e-30 there, which keeps it finite and
+    changes the value by at most ``1e-30^γ``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, d: torch.Tensor, gamma: float, dims: tuple[int, ...]) -> torch.Tensor:
+        a = d.abs()
+        if gamma < 1:
+            a.clamp_min_(1e-30)
+        w = a.pow(gamma - 1.0)  # a^(γ-1): sqrt for γ = 1.5, a for γ = 2
+        out = torch.mul(w, a, out=a).sum(dims)  # a^γ
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(w.mul_(d.sign()).mul_(gamma))  # the gradient per unit output
+        ctx.dims = dims
+        ctx.shape = d.shape
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (grad,) = ctx.saved_tensors
+        for dim in sorted(ctx.dims):
+            grad_out = grad_out.unsqueeze(dim)
+        return grad * grad_out, None, None
 
 
 def noise_robust_dice(
@@ -120,10 +201,7 @@ def noise_robust_dice(
     """
     _check_pair(pred, target)
     dims = _reduce_dims(pred, batch)
-    diff = (pred - target).abs()
-    # d/dx |x|^gamma at 0 is inf*0 = NaN for gamma < 1; clamp keeps the gradient finite (it is 0 there anyway
-    # for gamma > 1, and the value changes by at most 1e-30**gamma).
-    numerator = diff.clamp_min(1e-30).pow(gamma).sum(dims) if gamma < 1 else diff.pow(gamma).sum(dims)
+    numerator = _AbsPowSum.apply(pred - target, float(gamma), tuple(dims))
     if squared_pred:
         denominator = (pred * pred).sum(dims) + (target * target).sum(dims)
     else:
@@ -154,13 +232,67 @@ def noise_robust_dice_upper_bound(num_elements: int, *, gamma: float, eps: float
     return float(a**a * (1 - a) ** (1 - a) * (num_elements / eps) ** (1 - a))
 
 
-def _lovasz_jaccard_gradient(gt_sorted: torch.Tensor) -> torch.Tensor:
-    """Increments g_i of the Jaccard loss along the error ordering (Berman et al., Eq. (9)); last dim sorted."""
-    gts = gt_sorted.sum(-1, keepdim=True)
-    intersection = gts - gt_sorted.cumsum(-1)
-    union = gts + (1.0 - gt_sorted).cumsum(-1)
-    jaccard = 1.0 - intersection / union  # union >= 1 from the first element on
-    return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
+def _lovasz_jaccard_gradient(gt_sorted: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Increments of the Jaccard loss along the error ordering (Berman et al., Eq. (9)); last dim sorted.
+
+    With P labelled pixels and c_i of them among the first i, the Jaccard loss of the first i pixels is
+    ``1 − (P − c_i)/(P + i − c_i) = i/(P + i − c_i)`` (the union has at least one pixel from the first on); the
+    counts are kept as integers, so they stay exact whatever the row length.
+    """
+    counts = torch.cumsum(gt_sorted, -1, dtype=gt_sorted.dtype)
+    positions = torch.arange(1, gt_sorted.shape[-1] + 1, dtype=counts.dtype, device=counts.device)
+    union = counts[..., -1:] + positions - counts
+    jaccard = positions.to(dtype) / union.to(dtype)
+    return torch.diff(jaccard, dim=-1, prepend=jaccard.new_zeros(()).expand(*jaccard.shape[:-1], 1))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run a block with one intra-op thread (restored after).
+
+    For a loop of 1-D radix sorts: each is an OpenMP region with several barriers, and on a loaded 2-core machine
+    40 sorts of 65536 keys took 3.7-7.4 s at 2 threads against 30-50 ms at 1 thread (measured).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+#: Bit patterns of 1.0: errors in [0, 1] are non-negative floats, whose bit patterns as integers sort like them.
+_ONE_BITS = {torch.float32: (torch.int32, 0x3F800000), torch.float64: (torch.int64, 0x3FF0000000000000)}
+#: Rows at least this long are sorted one by one: a 1-D integer sort of that size uses PyTorch's radix sort.
+_RADIX_MIN_ROW = 32768
+
+
+def _descending_order(errors: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """Each row's order by decreasing error (ignored pixels last), and the labels (0/1 integers) in that order.
+
+    The errors (in [0, 1]) and labels are packed into one integer key per pixel, ``(one + 1 − bits(error))·2 +
+    label``, which sorts ascending exactly as the errors sort descending; PyTorch sorts long 1-D integer rows with a
+    radix sort, measured 9x faster than its float sort of the same row on the project's CPU. The labels in sorted
+    order are read back from the keys' low bit, so nothing else is gathered.
+    """
+    int_dtype, one = _ONE_BITS[errors.dtype]
+    keys = torch.sub(one + 1, errors.view(int_dtype))  # 1 for error 1, one + 1 for error 0
+    if valid is not None:
+        keys.masked_fill_(~valid, one + 2)  # after every valid pixel
+    keys.mul_(2).add_(gt.to(int_dtype))
+    rows, length = keys.shape
+    if length >= _RADIX_MIN_ROW and keys.device.type == "cpu":
+        sorted_keys = torch.empty_like(keys)
+        order = torch.empty(keys.shape, dtype=torch.int64, device=keys.device)
+        with _one_thread():
+            for r in range(rows):
+                torch.sort(keys[r], out=(sorted_keys[r], order[r]))
+    else:
+        sorted_keys, order = torch.sort(keys, dim=-1)
+    return order, sorted_keys.bitwise_and_(1)
 
 
 def lovasz_softmax(
@@ -190,6 +322,11 @@ def lovasz_softmax(
     Returns:
         ``(B, C)``, or ``(1, C)`` with ``per_image=False``.
 
+    Note:
+        Only the order is sorted, as integer keys (see :func:`_descending_order`); the increments are computed
+        in that order and put back in pixel order, so the loss is :math:`\sum_j m_j w_j` with the errors left in
+        place (the same sum as the paper's, in another order).
+
     References:
         Berman M., Rannen Triki A., Blaschko M. B. "The Lovász-Softmax Loss: A Tractable Surrogate for the
         Optimization of the Intersection-Over-Union Measure in Neural Networks." CVPR 2018, pp. 4413-4421,
@@ -199,20 +336,29 @@ def lovasz_softmax(
     b, c = pred.shape[:2]
     p = pred.reshape(b, c, -1)
     g = target.reshape(b, c, -1).to(p.dtype)
-    errors = (g - p).abs()
-    if valid is not None:
-        v = valid.reshape(b, 1, -1).expand_as(errors)
-        # Ignored pixels get error -1: they sort after every valid pixel, so the Jaccard increments of the valid
-        # ones are unchanged, and their own terms are multiplied by 0 below.
-        errors = torch.where(v, errors, torch.full_like(errors, -1.0))
+    v = None if valid is None else valid.reshape(b, 1, -1).expand_as(p)
+    if v is not None:
         g = g * v
+    errors = (g - p).abs()
+    if v is not None:
+        errors = errors * v  # ignored pixels: error 0, sorted last by their key, weight irrelevant
     if not per_image:
         errors = errors.transpose(0, 1).reshape(1, c, -1)
         g = g.transpose(0, 1).reshape(1, c, -1)
-    errors_sorted, order = torch.sort(errors, dim=-1, descending=True)
-    gt_sorted = torch.gather(g, -1, order)
-    increments = _lovasz_jaccard_gradient(gt_sorted.detach())
-    return (errors_sorted.clamp_min(0.0) * increments).sum(-1)
+        v = None if v is None else v.transpose(0, 1).reshape(1, c, -1)
+    rows = errors.shape[0] * c
+    with torch.no_grad():
+        work = errors.detach()
+        if work.dtype not in _ONE_BITS:  # pragma: no cover - prepare() computes in float32 or float64
+            work = work.float()
+        order, gt_sorted = _descending_order(
+            work.reshape(rows, -1).contiguous(),
+            g.detach().reshape(rows, -1),  # one-hot: 0 or 1
+            None if v is None else v.reshape(rows, -1).contiguous(),
+        )
+        increments = _lovasz_jaccard_gradient(gt_sorted, work.dtype)
+        weights = torch.empty_like(increments).scatter_(-1, order, increments).to(errors.dtype)
+    return (errors * weights.view_as(errors)).sum(-1)
 
 
 def iou_loss_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
@@ -223,9 +369,10 @@ def iou_loss_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -
 
 def hard_confusion_sums(
     pred: torch.Tensor,
-    target: torch.Tensor,
+    labels: torch.Tensor,
     predicted: torch.Tensor,
     *,
+    valid: torch.Tensor | None = None,
     pixel_scores: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""NeuroIoU's probability sums over the hard TP, FP and FN sets, and the set sizes, per (batch, class).
@@ -238,34 +385,50 @@ def hard_confusion_sums(
 
     Args:
         pred: probabilities ``(B, C, *spatial)``.
-        target: one-hot targets, same shape; ignored pixels all-zero.
-        predicted: one-hot hard predictions, same shape; ignored pixels all-zero.
+        labels: int64 true classes ``(B, *spatial)`` in ``[0, C)``.
+        predicted: int64 predicted classes ``(B, *spatial)`` in ``[0, C)``.
+        valid: bool ``(B, *spatial)``; pixels where it is False count nowhere. ``None``: every pixel counts.
         pixel_scores: optional ``(B, *spatial)`` per-pixel values summed instead of the probabilities.
 
     Returns:
         ``(tp_sum, fp_sum, fn_sum, tp_count, fp_count, fn_count)``, each ``(B, C)``.
+
+    Note:
+        Each pixel adds to two classes at most (its label's and its prediction's), so every sum is a per-class
+        ``scatter_add`` of per-pixel values: the probability of the labelled class and of the predicted class are
+        gathered once, and no ``(B, C, *spatial)`` one-hot or product is formed. FP and FN follow from
+        :math:`FP_{pr} = \sum_{pred=c} p_c - TP_{pr}` and :math:`FN_{pr} = \sum_{y=c} (1 - p_c) - (|TP| - TP_{pr})`.
     """
-    _check_pair(pred, target)
-    _check_pair(pred, predicted)
-    dims = _reduce_dims(pred, False)
-    g = target.to(pred.dtype)
-    h = predicted.to(pred.dtype)
-    tp_mask = h * g
-    fp_mask = h * (1.0 - g)
-    fn_mask = (1.0 - h) * g
+    if tuple(labels.shape) != (pred.shape[0], *pred.shape[2:]) or labels.shape != predicted.shape:
+        raise ValueError(
+            f"labels {tuple(labels.shape)} and predicted {tuple(predicted.shape)} must both be (B, *spatial) of "
+            f"pred {tuple(pred.shape)}"
+        )
+    b, c = pred.shape[:2]
+    p = pred.reshape(b, c, -1)
+    y = labels.reshape(b, 1, -1)
+    h = predicted.reshape(b, 1, -1)
+    weight = torch.ones_like(p[:, 0]) if valid is None else valid.reshape(b, -1).to(p.dtype)
+    hit = (y == h).squeeze(1).to(p.dtype) * weight
+
+    def per_class(index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(b, c, dtype=p.dtype, device=p.device).scatter_add(1, index.squeeze(1), values)
+
+    tp_count = per_class(y, hit)
+    fp_count = per_class(h, weight) - tp_count
+    fn_count = per_class(y, weight) - tp_count
     if pixel_scores is None:
-        tp_val, fp_val, fn_val = pred, pred, 1.0 - pred
+        p_true = p.gather(1, y).squeeze(1) * weight  # probability of the labelled class
+        p_pred = p.gather(1, h).squeeze(1) * weight  # probability of the predicted class
+        tp = per_class(y, p_true * hit)
+        fp = per_class(h, p_pred) - tp
+        fn = (fn_count + tp_count - per_class(y, p_true)) - (tp_count - tp)  # Σg(1 - p) - Σhg(1 - p)
     else:
-        s = pixel_scores.unsqueeze(1).to(pred.dtype)
-        tp_val = fp_val = fn_val = s
-    return (
-        (tp_mask * tp_val).sum(dims),
-        (fp_mask * fp_val).sum(dims),
-        (fn_mask * fn_val).sum(dims),
-        tp_mask.sum(dims),
-        fp_mask.sum(dims),
-        fn_mask.sum(dims),
-    )
+        scores = pixel_scores.reshape(b, -1).to(p.dtype) * weight
+        tp = per_class(y, scores * hit)
+        fp = per_class(h, scores) - tp
+        fn = per_class(y, scores) - tp
+    return tp, fp, fn, tp_count, fp_count, fn_count
 
 
 def _lmp_tau_log(n: int, p: float, m: float) -> float:
@@ -316,7 +479,7 @@ def lmp_weights(losses: torch.Tensor, *, p: float, m: float) -> torch.Tensor:
         doi:10.1109/CVPR.2017.749 (extended version: Sec. 2 Eq. (5), Sec. 3 Eqs. (9)-(10), Thm. 1-2, Sec. 4
         Algorithm 1).
     """
-    flat = losses.detach().reshape(-1).to(torch.float64)
+    flat = losses.detach().reshape(-1)
     n = flat.numel()
     if n == 0:
         raise ValueError("losses is empty; loss max-pooling needs at least one pixel")
@@ -324,42 +487,80 @@ def lmp_weights(losses: torch.Tensor, *, p: float, m: float) -> torch.Tensor:
         raise ValueError(f"p must be >= 1 (or inf), got {p!r}")
     if not (1.0 <= m <= n * (1 + 1e-12)):
         raise ValueError(f"m must satisfy 1 <= m <= n = {n}, got {m!r}")
+    return lmp_weights_rows(flat.reshape(1, n), p=p, m=m).reshape(losses.shape)
+
+
+def _ascending_order(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's ascending order of non-negative values, sorted as integer bit patterns (radix-sorted when long).
+
+    Non-negative floats sort like their bit patterns read as integers, and PyTorch radix-sorts long 1-D integer
+    rows: about 9x faster than its float sort of the same row on the project's CPU.
+    """
+    dtype = rows.dtype if rows.dtype in _ONE_BITS else torch.float32
+    keys = rows.to(dtype).contiguous().view(_ONE_BITS[dtype][0])
+    count, length = keys.shape
+    if length < _RADIX_MIN_ROW or keys.device.type != "cpu":
+        return torch.sort(keys, dim=-1).indices
+    order = torch.empty(keys.shape, dtype=torch.int64, device=keys.device)
+    scratch = torch.empty_like(keys[0])
+    with _one_thread():
+        for r in range(count):
+            torch.sort(keys[r], out=(scratch, order[r]))
+    return order
+
+
+@torch.no_grad()
+def lmp_weights_rows(rows: torch.Tensor, *, p: float, m: float) -> torch.Tensor:
+    """:func:`lmp_weights` of several images at once: ``rows`` ``(R, n)``, the same ``n`` and ``m`` for each.
+
+    Each row is sorted once; the walk of Algorithm 1 runs on all rows together. Returns float64 ``(R, n)``.
+    """
+    count, n = rows.shape
     m = min(float(m), float(n))
     tau = math.exp(_lmp_tau_log(n, p, m))
-    scale = flat.max()
-    if math.isinf(p) or not bool(scale > 0):
-        return torch.full_like(flat, 1.0 / n if math.isinf(p) else tau).reshape(losses.shape)
-    r = flat / scale  # implementation note of Sec. 4: divide by the largest loss
-    ordered, order = torch.sort(r)  # ascending, as in Algorithm 1
+    flat = rows.detach().to(torch.float64)
+    scale = flat.amax(-1, keepdim=True)
+    if math.isinf(p):
+        return torch.full_like(flat, 1.0 / n)
+    degenerate = ~(scale > 0)  # every loss 0 (or NaN): the loss is 0 for any weights
+    order = _ascending_order(rows.detach().reshape(count, n))
+    ordered = flat.gather(-1, order) / scale.clamp_min(torch.finfo(torch.float64).tiny)
     weights_sorted = torch.zeros_like(ordered)
     if p == 1.0:
-        k = math.floor(m + 1e-12)
-        k = min(k, n)
-        weights_sorted[n - k :] = tau
+        k = min(math.floor(m + 1e-12), n)
+        weights_sorted[:, n - k :] = tau
         if k < n:
-            alpha = ordered[n - k - 1]
+            alpha = ordered[:, n - k - 1 : n - k]
             frac = m - k
-            if frac > 0 and alpha > 0:
-                ties = (ordered[: n - k] == alpha).nonzero().reshape(-1)
-                weights_sorted[ties] = tau * frac / ties.numel()
+            if frac > 0:
+                ties = (ordered[:, : n - k] == alpha) & (alpha > 0)
+                share = tau * frac / ties.sum(-1, keepdim=True).clamp_min(1).to(torch.float64)
+                weights_sorted[:, : n - k] = torch.where(ties, share, 0.0)
     else:
         q = p / (p - 1.0)
         log_r = torch.log(ordered)  # -inf for zero losses
         q_log = q * log_r
-        log_a = torch.logcumsumexp(q_log, dim=0)  # log a_i, a_i = sum_{j<=i} r_j^q
-        c = m - n + torch.arange(1, n + 1, dtype=torch.float64, device=r.device)
-        positive = c > 0
+        # log a_i, a_i = sum_{j<=i} r_j^q: a plain cumulative sum when no positive r_j^q underflows float64 (4x
+        # faster than logcumsumexp on a CPU), the log-domain one otherwise (p close to 1, many tiny losses)
+        smallest = float(torch.where(ordered > 0, ordered, 1.0).amin())  # smallest positive r (1 if none)
+        if q * math.log(smallest) > -700.0:
+            log_a = torch.log(torch.cumsum(torch.exp(q_log), dim=-1))
+        else:
+            log_a = torch.logcumsumexp(q_log, dim=-1)
+        position = torch.arange(1, n + 1, dtype=torch.float64, device=flat.device)
+        c = m - n + position
         log_c = torch.log(c.clamp_min(1e-300))
-        eta_pos = positive & (log_c + q_log > log_a)  # eta_i > 0  <=>  c_i r_i^q > a_i
-        hits = eta_pos.nonzero()
-        k = int(hits[0, 0]) if hits.numel() else n  # pixels outside J* (the k smallest)
-        # eta_1 = (m - n) r_1^q <= 0, so k >= 1 and c_k = m - n + k > 0 (Algorithm 1, line 11).
-        c_k = m - n + k
-        log_alpha = (log_a[k - 1] - math.log(c_k)) / q
-        weights_sorted[k:] = tau
-        if bool(torch.isfinite(log_alpha)):
-            rel = torch.exp((q - 1.0) * (log_r[:k] - log_alpha))
-            weights_sorted[:k] = tau * rel.clamp(max=1.0)
-    weights = torch.empty_like(weights_sorted)
-    weights[order] = weights_sorted
-    return weights.reshape(losses.shape)
+        eta_pos = (c > 0) & (log_c + q_log > log_a)  # eta_i > 0  <=>  c_i r_i^q > a_i
+        index = position.to(torch.int64) - 1
+        # pixels outside J* (the k smallest): up to the first eta_i > 0 of each row, every pixel when there is none;
+        # eta_1 = (m - n) r_1^q <= 0, so k >= 1 and c_k = m - n + k > 0 (Algorithm 1, line 11)
+        k_out = torch.where(eta_pos, index, n).amin(-1, keepdim=True).clamp_min(1)
+        log_alpha = (log_a.gather(-1, k_out - 1) - torch.log(k_out.to(torch.float64) + (m - n))) / q
+        rel = torch.exp((q - 1.0) * (log_r - log_alpha)).clamp(max=1.0)
+        inside = index.unsqueeze(0) >= k_out
+        outside = torch.where(torch.isfinite(log_alpha), tau * rel, 0.0)
+        weights_sorted = torch.where(inside, tau, outside)
+    weights = torch.empty_like(weights_sorted).scatter_(-1, order, weights_sorted)
+    if bool(degenerate.any()):
+        weights = torch.where(degenerate, tau, weights)
+    return weights

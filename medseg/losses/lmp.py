@@ -7,12 +7,12 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_flag, check_ignore_index
 from medseg.losses._input import check_reduction
 from medseg.losses.cross_entropy import per_pixel_cross_entropy
-from medseg.losses.functional import lmp_weights
+from medseg.losses.functional import lmp_weights, lmp_weights_rows
 from medseg.registry import LOSSES
 
 __all__ = ["LossMaxPoolingLoss"]
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register("lmp")
-class LossMaxPoolingLoss(nn.Module):
+class LossMaxPoolingLoss(CheckedLoss):
     r"""Loss max-pooling (LMP): pixel cross-entropy re-weighted by the worst-case bounded weighting.
 
     For each image with n valid pixels and pixel losses :math:`\ell`,
@@ -87,7 +87,7 @@ class LossMaxPoolingLoss(nn.Module):
         self.per_image = check_flag("per_image", per_image)
         self.reduction = check_reduction(reduction)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -95,24 +95,30 @@ class LossMaxPoolingLoss(nn.Module):
             - target: ``(B, *spatial)``, ``(B, 1, *spatial)`` or one-hot ``(B, K, *spatial)``.
             - output: scalar, or ``(B,)`` / ``(1,)`` for ``"none"``.
         """
-        losses, _, valid = per_pixel_cross_entropy(logits, target, ignore_index=self.ignore_index)
+        losses, _, valid = per_pixel_cross_entropy(logits, target, ignore_index=self.ignore_index, check=False)
         b = losses.shape[0]
         flat = losses.reshape(b, -1)
         mask = None if valid is None else valid.reshape(b, -1)
         if not self.per_image:
             flat = flat.reshape(1, -1)
             mask = None if mask is None else mask.reshape(1, -1)
-        values = []
-        for i in range(flat.shape[0]):
-            pixel_losses = flat[i] if mask is None else flat[i][mask[i]]
-            n = pixel_losses.numel()
-            if n == 0:
-                values.append(flat[i].sum() * 0.0)
-                continue
+        if mask is None:  # every image has the same n: all rows at once
+            n = flat.shape[1]
             m_abs = min(max(self.m * n, 1.0), float(n))
-            w = lmp_weights(pixel_losses, p=self.p, m=m_abs).to(pixel_losses.dtype)
-            values.append((w * pixel_losses).sum())
-        per_image = torch.stack(values)
+            w = lmp_weights_rows(flat, p=self.p, m=m_abs).to(flat.dtype)
+            per_image = (w * flat).sum(1)
+        else:
+            values = []
+            for i in range(flat.shape[0]):
+                pixel_losses = flat[i][mask[i]]
+                n = pixel_losses.numel()
+                if n == 0:
+                    values.append(flat[i].sum() * 0.0)
+                    continue
+                m_abs = min(max(self.m * n, 1.0), float(n))
+                w = lmp_weights(pixel_losses, p=self.p, m=m_abs).to(pixel_losses.dtype)
+                values.append((w * pixel_losses).sum())
+            per_image = torch.stack(values)
         if self.reduction == "none":
             return per_image
         return per_image.sum() if self.reduction == "sum" else per_image.mean()

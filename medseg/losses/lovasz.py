@@ -6,9 +6,9 @@ import logging
 from typing import Any
 
 import torch
-from torch import nn
 
 from medseg.losses import functional
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_choice, check_flag, check_ignore_index
 from medseg.losses._input import check_reduction, prepare
 from medseg.registry import LOSSES
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @LOSSES.register("lovasz_softmax")
-class LovaszSoftmaxLoss(nn.Module):
+class LovaszSoftmaxLoss(CheckedLoss):
     r"""Lovász-Softmax loss: the convex Lovász extension of the per-class Jaccard loss on softmax errors.
 
     .. math::
@@ -71,7 +71,7 @@ class LovaszSoftmaxLoss(nn.Module):
         self.include_background = check_flag("include_background", include_background)
         self.reduction = check_reduction(reduction)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -80,7 +80,12 @@ class LovaszSoftmaxLoss(nn.Module):
             - output: scalar, or ``(B,)`` / ``(1,)`` for ``"none"``.
         """
         prep = prepare(
-            logits, target, softmax=True, include_background=self.include_background, ignore_index=self.ignore_index
+            logits,
+            target,
+            softmax=True,
+            include_background=self.include_background,
+            ignore_index=self.ignore_index,
+            check=False,
         )
         scores = functional.lovasz_softmax(prep.pred, prep.onehot, valid=prep.valid, per_image=self.per_image)
         dims = list(range(2, prep.onehot.ndim))

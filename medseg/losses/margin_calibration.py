@@ -2,8 +2,8 @@
 
 The offsets come from Algorithm 1 and the loss from Algorithm 2 with Eqs. (16)–(18) of Yu et al. (IJCV 2021);
 the medical-imaging paper (Li, Yu, Zhang, arXiv:2011.01462) applies the same loss to COPLE-Net. The loss and its
-analytic gradient are computed together by :mod:`medseg.losses._mc_kernel` (compiled with ``torch.compile`` on
-first use, eager fallback), which keeps forward+backward within about the cost of cross-entropy.
+analytic gradient are computed together by :mod:`medseg.losses._mc_kernel` (eagerly, or compiled with
+``torch.compile`` once a run has spent long enough in the loss to repay the compile).
 
 Example:
     >>> import torch
@@ -24,12 +24,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torch import nn
 
-from medseg.losses._input import check_logits, check_reduction, target_to_labels
+from medseg.losses._base import CheckedLoss
+from medseg.losses._input import check_reduction, target_to_labels
 from medseg.losses._mc_kernel import Backend, MarginCalibrationFunction
 from medseg.margins import EmptyPolicy, as_float64_vector, margin_offsets
-from medseg.registry import LOSSES
+from medseg.registry import CLASS_COUNTS, LOSSES
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ _SURROGATES = ("log", "margin")
 _BACKENDS = ("auto", "compile", "eager")
 
 
-@LOSSES.register("mc")
-class MarginCalibrationLoss(nn.Module):
+@LOSSES.register("mc", needs=(CLASS_COUNTS,))
+class MarginCalibrationLoss(CheckedLoss):
     r"""Distribution-aware margin-calibration loss on raw scores (Algorithm 2 with Eqs. (16)–(18)).
 
     .. math::
@@ -74,9 +74,11 @@ class MarginCalibrationLoss(nn.Module):
         reduction: ``"mean"`` (over valid pixels), ``"sum"`` (over valid pixels) or ``"none"`` (per-pixel loss
             ``(B, *spatial)``, zero at ignored pixels), or MONAI's ``LossReduction``.
         empty: :func:`margin_offsets`' policy for a class with no pixels (or all of them); only with counts.
-        backend: ``"auto"`` (default): the kernel is compiled with ``torch.compile`` on first use, falling back to
-            eager (logged once) if compiling fails; ``"compile"``: compile, errors propagate; ``"eager"``: never
-            compile (same values, slower; e.g. for debugging or when the first-call compile time matters).
+        backend: ``"auto"`` (default): the eager kernel, switched to a ``torch.compile``d one once the eager kernel
+            has spent :data:`~medseg.losses._mc_kernel.AUTO_COMPILE_AFTER_S` seconds on the configuration in this
+            process (a short run never compiles; a failed compile falls back to eager, logged once);
+            ``"compile"``: compiled from the first call, errors propagate; ``"eager"``: never compile (same
+            values).
 
     Shape:
         - logits: ``(B, K, H, W)`` or ``(B, K, D, H, W)``, K >= 2, any floating dtype (half precision is computed
@@ -189,10 +191,8 @@ class MarginCalibrationLoss(nn.Module):
             f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, backend={self.backend!r}"
         )
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of raw scores ``logits`` against ``target`` (any form of the DESIGN.md call convention)."""
-        # NaN/inf scores are detected inside the fused kernel (same pass), which then raises check_logits' error.
-        logits = check_logits(logits, check_finite=False)
         k = logits.shape[1]
         if k != self.num_classes:
             raise ValueError(
@@ -204,26 +204,22 @@ class MarginCalibrationLoss(nn.Module):
                 f"margin calibration needs K >= 2 channels (λ_ik compares class k with the others), got logits "
                 f"shape {tuple(logits.shape)}; use a background and a foreground channel for binary tasks"
             )
-        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index)
+        labels, valid = target_to_labels(logits, target, ignore_index=self.ignore_index, check=False)
         x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         b = x.shape[0]
         spatial = tuple(x.shape[2:])
-        x3 = x.reshape(b, k, -1)
-        labels2 = labels.reshape(b, -1)
-        valid2 = None if valid is None else valid.reshape(b, -1)
-        out, nonfinite = MarginCalibrationFunction.apply(
-            x3,
-            labels2,
-            valid2,
+        out: torch.Tensor = MarginCalibrationFunction.apply(
+            x.reshape(b, k, -1),
+            labels.reshape(b, -1),
+            None if valid is None else valid.reshape(b, -1),
             self.rho_pos.to(device=x.device, dtype=x.dtype),
             self.rho_neg.to(device=x.device, dtype=x.dtype),
             self.variant,
             self.surrogate,
             self.reduction,
             self.backend,
+            torch.is_grad_enabled() and x.requires_grad,
         )
-        if bool(nonfinite):
-            check_logits(logits)  # raises the shared helper's error for NaN/inf scores
         if self.reduction == "none":
             return out.reshape(b, *spatial)
         return out

@@ -1,19 +1,21 @@
-"""NeuroIoU: a learned surrogate of the IoU loss, and the API to fit it and fine-tune with it.
+"""NeuroIoU: a learned surrogate of the IoU loss (the loss side; fitting lives in :mod:`medseg.training.neuroiou_fit`).
 
-The method of Nagendar et al. (BMVC 2018) in three steps:
+The method of Nagendar et al., "NeuroIoU: Learning a Surrogate Loss for Semantic Segmentation", BMVC 2018, in three
+steps:
 
 1. train a segmentation network with cross-entropy;
 2. run it over the training images and, per image and class, record the probability sums over the hard true
    positive, false positive and false negative pixels (Eq. (2)) together with the true IoU loss (Eq. (1)); fit a
    small MLP from the former to the latter with the squared error (Eq. (3)):
-   :func:`fit_neuroiou_surrogate` (from a model and a data loader) or :func:`fit_neuroiou_surrogate_on_statistics`
-   (from precomputed statistics, e.g. :func:`collect_neuroiou_statistics`);
+   :func:`medseg.training.fit_neuroiou_surrogate` (from a model and a data loader);
 3. fine-tune the network with the frozen MLP as its loss (Algorithm 1): :class:`NeuroIoULoss`, which takes the
    fitted MLP as a :class:`NeuroIoUSurrogate` or as the path of its JSON file (see
    :meth:`NeuroIoUSurrogate.save`), so a bundle config can name it.
 
-``NeuroIoULoss()`` without a surrogate fits one at construction on *sampled* statistics
-(:func:`sample_neuroiou_statistics`), with a fixed seed: deterministic, well under a second on a CPU, cached per
+This module holds what the loss needs: the statistics (:func:`neuroiou_statistics`), the surrogate network and its
+file format, and a closed-form fit (:func:`random_feature_surrogate`). ``NeuroIoULoss()`` without a surrogate
+uses :func:`default_neuroiou_surrogate`, fitted in closed form on *sampled* statistics
+(:func:`sample_neuroiou_statistics`) with a fixed seed: deterministic, well under a second on a CPU, cached per
 process. That keeps ``create_loss("neuroiou")`` working anywhere, but a surrogate fitted on the outputs of the
 actual CE-trained model is what the paper prescribes.
 """
@@ -25,7 +27,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,20 +37,22 @@ from torch import nn
 
 from medseg.io import write_json
 from medseg.losses import functional
+from medseg.losses._base import CheckedLoss
 from medseg.losses._checks import check_choice, check_flag, check_ignore_index
-from medseg.losses._input import as_plain_tensor, check_logits, check_reduction, target_to_labels
-from medseg.registry import LOSSES
+from medseg.losses._input import check_logits, check_reduction, target_to_labels
+from medseg.registry import LOSSES, SURROGATE
 from medseg.typing import PathLike
 
 __all__ = [
     "NeuroIoULoss",
     "NeuroIoUSurrogate",
-    "collect_neuroiou_statistics",
+    "check_fit_data",
     "default_neuroiou_surrogate",
-    "fit_neuroiou_surrogate",
-    "fit_neuroiou_surrogate_on_statistics",
+    "finish_fit",
     "neuroiou_statistics",
+    "random_feature_surrogate",
     "sample_neuroiou_statistics",
+    "seeded",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,7 @@ def neuroiou_statistics(
     normalize: Normalize = "total",
     include_background: bool = True,
     ignore_index: int | None = None,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""Surrogate inputs, true IoU losses and definedness for every (image, class).
 
@@ -129,6 +134,7 @@ def neuroiou_statistics(
             valid pixels of the image, ``"none"`` keeps the raw sums (the paper's literal input).
         include_background: keep class 0.
         ignore_index: label value whose pixels are left out.
+        check: run the full-pass input checks (finite logits, label values); the loss passes ``False``.
 
     Returns:
         ``(x, iou_loss, defined)``: ``x`` ``(B, C, F)`` float32, ``iou_loss`` ``(B, C)`` the true
@@ -137,25 +143,24 @@ def neuroiou_statistics(
     """
     features = check_choice("features", features, FEATURES)  # type: ignore[assignment]
     normalize = check_choice("normalize", normalize, NORMALIZE)  # type: ignore[assignment]
-    logits = check_logits(logits)
-    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index)
+    logits = check_logits(logits, check_finite=check)
+    labels, valid = target_to_labels(logits, target, ignore_index=ignore_index, check=check)
     x = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     k = x.shape[1]
     probs = torch.softmax(x, dim=1)
-    onehot = F.one_hot(labels, k).movedim(-1, 1).to(probs.dtype)
-    predicted = F.one_hot(x.detach().argmax(1), k).movedim(-1, 1).to(probs.dtype)
+    # max(1).indices is argmax (first index on ties) at a fraction of argmax's time along the class axis of a
+    # CPU tensor (measured about 8x)
+    predicted = x.detach().max(1).indices
     scores = _hinge_per_pixel(x, labels) if features == "hinge" else None
     if valid is not None:
-        mask = valid.unsqueeze(1).to(probs.dtype)
-        onehot, predicted = onehot * mask, predicted * mask
         num_pixels = valid.reshape(valid.shape[0], -1).sum(1).to(probs.dtype)
     else:
         num_pixels = torch.full((x.shape[0],), float(labels[0].numel()), dtype=probs.dtype, device=x.device)
-    if not include_background:
-        if k == 1:
-            raise ValueError("include_background=False needs K > 1 channels; with one channel keep the default")
-        probs, onehot, predicted = probs[:, 1:], onehot[:, 1:], predicted[:, 1:]
-    tp, fp, fn, n_tp, n_fp, n_fn = functional.hard_confusion_sums(probs, onehot, predicted, pixel_scores=scores)
+    if not include_background and k == 1:
+        raise ValueError("include_background=False needs K > 1 channels; with one channel keep the default")
+    sums = functional.hard_confusion_sums(probs, labels, predicted, valid=valid, pixel_scores=scores)
+    first = 0 if include_background else 1  # the sums are per class: dropping the background drops a column
+    tp, fp, fn, n_tp, n_fp, n_fn = (t[:, first:] for t in sums)
     feats = _make_features(
         (tp, fp, fn),
         (n_tp, n_fp, n_fn),
@@ -231,93 +236,6 @@ def sample_neuroiou_statistics(
     )
     y = functional.iou_loss_from_counts(counts[:, 0], counts[:, 1], counts[:, 2])
     return x.float(), y.float()
-
-
-@torch.no_grad()
-def collect_neuroiou_statistics(
-    model: nn.Module,
-    data_loader: Iterable[Any],
-    *,
-    features: Features = "prob3",
-    normalize: Normalize = "total",
-    include_background: bool = True,
-    ignore_index: int | None = None,
-    image_key: str = "image",
-    label_key: str = "label",
-    device: str | torch.device | None = None,
-    max_batches: int | None = None,
-    progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a (CE-trained) model over a data loader and record NeuroIoU's statistics (Sec. 3.1, steps 2-3).
-
-    Args:
-        model: the segmentation network; called in eval mode without gradients (its mode is restored after).
-        data_loader: yields dicts with ``image_key`` / ``label_key`` (MONAI style) or ``(image, label)`` pairs.
-        features: see :func:`neuroiou_statistics`.
-        normalize: see :func:`neuroiou_statistics`.
-        include_background: keep class 0.
-        ignore_index: label value whose pixels are left out.
-        image_key: dictionary key of the images.
-        label_key: dictionary key of the labels.
-        device: where to run; default: the model's device.
-        max_batches: stop after this many batches (``None``: all).
-        progress: show a tqdm bar.
-
-    Returns:
-        ``(x, iou_loss)`` over every (image, class) pair where the IoU is defined, on the CPU.
-
-    Raises:
-        ValueError: if the loader yields no usable batch.
-    """
-    from tqdm.auto import tqdm
-
-    dev = torch.device(device) if device is not None else _module_device(model)
-    was_training = model.training
-    model.eval()
-    xs: list[torch.Tensor] = []
-    ys: list[torch.Tensor] = []
-    try:
-        for i, batch in enumerate(tqdm(data_loader, desc="NeuroIoU statistics", disable=not progress)):
-            if max_batches is not None and i >= max_batches:
-                break
-            image, label = _split_batch(batch, image_key, label_key)
-            out = model(as_plain_tensor(image).to(dev))
-            if isinstance(out, (list, tuple)):
-                out = out[0]
-            x, y, defined = neuroiou_statistics(
-                as_plain_tensor(out),
-                as_plain_tensor(label).to(dev),
-                features=features,
-                normalize=normalize,
-                include_background=include_background,
-                ignore_index=ignore_index,
-            )
-            xs.append(x[defined].cpu())
-            ys.append(y[defined].cpu())
-    finally:
-        model.train(was_training)
-    if not xs or sum(t.shape[0] for t in xs) == 0:
-        raise ValueError("data_loader gave no (image, class) pair with a defined IoU; check the loader and labels")
-    return torch.cat(xs).float(), torch.cat(ys).float()
-
-
-def _module_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    return torch.device("cpu")
-
-
-def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if isinstance(batch, dict):
-        if image_key not in batch or label_key not in batch:
-            raise ValueError(
-                f"batch dict has keys {sorted(batch)}, but image_key={image_key!r} and label_key={label_key!r} "
-                "are needed; pass the right keys"
-            )
-        return batch[image_key], batch[label_key]
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"data_loader must yield dicts or (image, label) pairs, got {type(batch).__name__}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -468,11 +386,29 @@ class NeuroIoUSurrogate(nn.Module):
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def seeded(seed: int) -> Iterator[None]:
     """Run a block with a fixed torch seed without disturbing the caller's random state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
+
+
+def check_fit_data(x: Any, iou_loss: Any, features: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate (statistics, true IoU loss) pairs for fitting; returns float32 CPU copies ``(M, F)`` and ``(M,)``.
+
+    Raises:
+        ValueError: for a shape that does not fit ``features``, a row count mismatch, no rows, or non-finite values.
+    """
+    xt = torch.as_tensor(x, dtype=torch.float32).detach().cpu()
+    yt = torch.as_tensor(iou_loss, dtype=torch.float32).detach().cpu().reshape(-1)
+    f = num_features(check_choice("features", features, FEATURES))
+    if xt.ndim != 2 or xt.shape[1] != f:
+        raise ValueError(f"x must be (M, {f}) for features={features!r}, got shape {tuple(xt.shape)}")
+    if yt.shape[0] != xt.shape[0] or xt.shape[0] == 0:
+        raise ValueError(f"x has {xt.shape[0]} rows but iou_loss has {yt.shape[0]}; give one target per row (M >= 1)")
+    if not bool(torch.isfinite(xt).all()) or not bool(torch.isfinite(yt).all()):
+        raise ValueError("x and iou_loss must be finite")
+    return xt, yt
 
 
 @torch.no_grad()
@@ -491,7 +427,8 @@ def _init_random_features(model: NeuroIoUSurrogate) -> None:
 def _solve_output_layer(model: NeuroIoUSurrogate, x: torch.Tensor, y: torch.Tensor, *, ridge: float) -> None:
     """Set the output layer to the ridge least-squares fit of ``y`` on the last hidden features (float64)."""
     head = model.net[-1]
-    assert isinstance(head, nn.Linear)
+    if not isinstance(head, nn.Linear):  # pragma: no cover - the constructor always ends with a Linear layer
+        raise TypeError(f"the surrogate's last layer must be nn.Linear, got {type(head).__name__}")
     body = model.net[:-1]
     h = body((x - model.input_mean) / model.input_std).double()
     a = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1)
@@ -501,178 +438,73 @@ def _solve_output_layer(model: NeuroIoUSurrogate, x: torch.Tensor, y: torch.Tens
     head.bias.copy_(coef[-1:].to(head.bias.dtype))
 
 
-def fit_neuroiou_surrogate_on_statistics(
-    x: torch.Tensor,
-    iou_loss: torch.Tensor,
-    *,
-    features: Features = "prob3",
-    normalize: Normalize = "total",
-    hidden: Sequence[int] = PAPER_HIDDEN,
-    activation: str = "tanh",
-    steps: int = 2000,
-    batch_size: int = 1024,
-    lr: float = 3e-3,
-    ridge: float = 1e-4,
-    seed: int = 0,
-    progress: bool = False,
-) -> NeuroIoUSurrogate:
-    """Fit a :class:`NeuroIoUSurrogate` to (statistics, true IoU loss) pairs with the squared error (Eq. (3)).
-
-    The hidden layers start as random features and the output layer as their ridge least-squares fit to the
-    targets; Adam then minimises Eq. (3) over all weights for ``steps`` steps. (The paper does not say how it
-    fits; the least-squares start makes short fits good and ``steps=0`` exactly reproducible.)
-
-    Args:
-        x: surrogate inputs ``(M, F)`` (from :func:`collect_neuroiou_statistics` or
-            :func:`sample_neuroiou_statistics`).
-        iou_loss: true IoU losses ``(M,)``.
-        features: which statistics ``x`` holds (checks F).
-        normalize: how they were normalised (recorded in the surrogate).
-        hidden: hidden layer widths (the paper: four layers of 100).
-        activation: hidden activation.
-        steps: Adam steps after the least-squares start, >= 0; 0 keeps the random hidden features and the
-            least-squares output layer (a random-feature fit: fast and deterministic).
-        batch_size: mini-batch size (the full set if smaller).
-        lr: Adam learning rate, with cosine decay to 1 % over ``steps``.
-        ridge: ridge penalty of the least-squares output layer (relative to the mean squared feature), > 0.
-        seed: seed for the initialisation and the mini-batch order.
-        progress: show a tqdm bar.
-
-    Returns:
-        The fitted surrogate in eval mode, parameters frozen; ``fit_info`` records the sample count and the final
-        root-mean-square error on the fitting data.
-
-    Raises:
-        ValueError: for mismatched or non-finite inputs.
-    """
-    from tqdm.auto import trange
-
-    x = torch.as_tensor(x, dtype=torch.float32).detach().cpu()
-    y = torch.as_tensor(iou_loss, dtype=torch.float32).detach().cpu().reshape(-1)
-    f = num_features(check_choice("features", features, FEATURES))
-    if x.ndim != 2 or x.shape[1] != f:
-        raise ValueError(f"x must be (M, {f}) for features={features!r}, got shape {tuple(x.shape)}")
-    if y.shape[0] != x.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"x has {x.shape[0]} rows but iou_loss has {y.shape[0]}; give one target per row (M >= 1)")
-    if not bool(torch.isfinite(x).all()) or not bool(torch.isfinite(y).all()):
-        raise ValueError("x and iou_loss must be finite")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
-        raise ValueError(f"ridge must be a positive number, got {ridge!r}")
-    with _seeded(seed), torch.enable_grad():
-        model = NeuroIoUSurrogate(features, normalize, hidden, activation)
-        model.input_mean.copy_(x.mean(0))
-        model.input_std.copy_(x.std(0, unbiased=False).clamp_min(1e-3) if x.shape[0] > 1 else torch.ones(f))
-        _init_random_features(model)
-        _solve_output_layer(model, x, y, ridge=float(ridge))
-        if steps > 0:
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr * 0.01)
-            m = x.shape[0]
-            bs = min(batch_size, m)
-            perm = torch.randperm(m)
-            pos = 0
-            for _ in trange(steps, desc="fit NeuroIoU surrogate", disable=not progress):
-                if bs == m:
-                    xb, yb = x, y
-                else:
-                    if pos + bs > m:
-                        perm, pos = torch.randperm(m), 0
-                    idx = perm[pos : pos + bs]
-                    pos += bs
-                    xb, yb = x[idx], y[idx]
-                opt.zero_grad(set_to_none=True)
-                loss = F.mse_loss(model(xb), yb)
-                loss.backward()
-                opt.step()
-                sched.step()
+def finish_fit(model: NeuroIoUSurrogate, x: torch.Tensor, y: torch.Tensor, *, steps: int, seed: int) -> None:
+    """Freeze a fitted surrogate (eval mode, no gradients) and record its fit in ``fit_info`` (RMSE on the data)."""
     model.eval()
     model.requires_grad_(False)
     with torch.no_grad():
         rmse = float(torch.sqrt(F.mse_loss(model(x), y)))
     model.fit_info = {"num_samples": int(x.shape[0]), "rmse": rmse, "steps": steps, "seed": int(seed)}
     logger.info("fitted NeuroIoU surrogate on %d samples: RMSE %.4f", x.shape[0], rmse)
-    return model
 
 
-def fit_neuroiou_surrogate(
-    model: nn.Module,
-    data_loader: Iterable[Any],
+def random_feature_surrogate(
+    x: torch.Tensor,
+    iou_loss: torch.Tensor,
     *,
     features: Features = "prob3",
     normalize: Normalize = "total",
-    include_background: bool = True,
-    ignore_index: int | None = None,
-    image_key: str = "image",
-    label_key: str = "label",
-    device: str | torch.device | None = None,
-    max_batches: int | None = None,
-    hidden: Sequence[int] = PAPER_HIDDEN,
+    hidden: Sequence[int] = DEFAULT_HIDDEN,
     activation: str = "tanh",
-    steps: int = 2000,
-    batch_size: int = 1024,
-    lr: float = 3e-3,
+    ridge: float = 1e-4,
     seed: int = 0,
-    progress: bool = False,
 ) -> NeuroIoUSurrogate:
-    """Fit the surrogate on a CE-trained model's outputs (Sec. 3.1): collect statistics, then fit.
+    """A :class:`NeuroIoUSurrogate` fitted in closed form: random hidden features, least-squares output layer.
 
-    The arguments are those of :func:`collect_neuroiou_statistics` and
-    :func:`fit_neuroiou_surrogate_on_statistics`. Save the result with :meth:`NeuroIoUSurrogate.save` and pass
-    the path as ``NeuroIoULoss(surrogate=...)`` to fine-tune (Algorithm 1).
+    The hidden layers get random weights from ``seed`` (:func:`_init_random_features`) and the output layer is
+    the ridge least-squares minimiser of the squared error of Eq. (3) over the output layer alone: no iterative
+    training, deterministic, a fraction of a second on a CPU. It is also the starting point of the full fit
+    (:func:`medseg.training.fit_neuroiou_surrogate_on_statistics`).
 
-    Example:
-        >>> import torch
-        >>> net = torch.nn.Conv2d(1, 2, 1)
-        >>> loader = [(torch.randn(2, 1, 8, 8), torch.randint(0, 2, (2, 1, 8, 8))) for _ in range(2)]
-        >>> surrogate = fit_neuroiou_surrogate(net, loader, hidden=(8,), steps=20)
-        >>> loss = NeuroIoULoss(surrogate)
-        >>> loss(net(loader[0][0]), loader[0][1]).shape
-        torch.Size([])
+    Args:
+        x: surrogate inputs ``(M, F)``.
+        iou_loss: true IoU losses ``(M,)``.
+        features: which statistics ``x`` holds (checks F).
+        normalize: how they were normalised (recorded in the surrogate).
+        hidden: hidden layer widths.
+        activation: hidden activation.
+        ridge: ridge penalty of the least-squares output layer (relative to the mean squared feature), > 0.
+        seed: seed of the random hidden weights.
+
+    Returns:
+        The surrogate in eval mode, parameters frozen, ``fit_info`` with the sample count and the RMSE.
+
+    Raises:
+        ValueError: for mismatched or non-finite inputs, or a non-positive ``ridge``.
     """
-    x, y = collect_neuroiou_statistics(
-        model,
-        data_loader,
-        features=features,
-        normalize=normalize,
-        include_background=include_background,
-        ignore_index=ignore_index,
-        image_key=image_key,
-        label_key=label_key,
-        device=device,
-        max_batches=max_batches,
-        progress=progress,
-    )
-    surrogate = fit_neuroiou_surrogate_on_statistics(
-        x,
-        y,
-        features=features,
-        normalize=normalize,
-        hidden=hidden,
-        activation=activation,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-    )
-    surrogate.fit_info["source"] = "model"
-    return surrogate
+    xt, yt = check_fit_data(x, iou_loss, features)
+    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not ridge > 0:
+        raise ValueError(f"ridge must be a positive number, got {ridge!r}")
+    f = xt.shape[1]
+    with seeded(seed):
+        model = NeuroIoUSurrogate(features, normalize, hidden, activation)
+        model.input_mean.copy_(xt.mean(0))
+        model.input_std.copy_(xt.std(0, unbiased=False).clamp_min(1e-3) if xt.shape[0] > 1 else torch.ones(f))
+        _init_random_features(model)
+        _solve_output_layer(model, xt, yt, ridge=float(ridge))
+    finish_fit(model, xt, yt, steps=0, seed=seed)
+    return model
 
 
 @functools.lru_cache(maxsize=8)
-def _default_surrogate_dict(features: str, normalize: str, num_samples: int, steps: int, seed: int) -> str:
+def _default_surrogate_dict(features: str, normalize: str, num_samples: int, seed: int) -> str:
     x, y = sample_neuroiou_statistics(num_samples, features=features, normalize=normalize, seed=seed)  # type: ignore[arg-type]
-    model = fit_neuroiou_surrogate_on_statistics(
+    model = random_feature_surrogate(
         x,
         y,
         features=features,  # type: ignore[arg-type]
         normalize=normalize,  # type: ignore[arg-type]
         hidden=DEFAULT_HIDDEN,
-        steps=steps,
-        batch_size=num_samples,
-        lr=1e-3,
         ridge=1e-4 if features != "hinge" else 1e-2,
         seed=seed,
     )
@@ -685,27 +517,25 @@ def default_neuroiou_surrogate(
     normalize: Normalize = "total",
     *,
     num_samples: int = 4096,
-    steps: int = 0,
     seed: int = 0,
 ) -> NeuroIoUSurrogate:
     """The generic surrogate: fitted on :func:`sample_neuroiou_statistics` with a fixed seed (cached per process).
 
-    One hidden layer of 128 tanh units (the form of Eq. (4)) with random weights from the seed, and the output
-    layer solved by ridge least squares on the sampled pairs (``steps=0``); a fraction of a second on a CPU and
-    the same weights on every run. Its RMSE against the true IoU loss of held-out sampled pairs is about 0.035
-    for ``"prob3"`` (sums of probabilities do not determine the counts), below 0.01 for ``"prob6"`` and about
-    0.17 for ``"hinge"``. The default inputs are ``"prob3"``: see the Note of :class:`NeuroIoULoss`.
+    One hidden layer of 128 tanh units (the form of Eq. (4)) fitted by :func:`random_feature_surrogate` on the
+    sampled pairs; a fraction of a second on a CPU and the same weights on every run. Its RMSE against the true
+    IoU loss of held-out sampled pairs is about 0.035 for ``"prob3"`` (sums of probabilities do not determine the
+    counts), below 0.01 for ``"prob6"`` and about 0.17 for ``"hinge"``. The default inputs are ``"prob3"``: see
+    the Note of :class:`NeuroIoULoss`.
 
     Args:
         features: see :func:`neuroiou_statistics`.
         normalize: see :func:`neuroiou_statistics`.
         num_samples: sampled (statistics, IoU loss) pairs.
-        steps: full-batch Adam steps after the least-squares fit (0: none).
         seed: seed of the sampling and the fit.
     """
     features = check_choice("features", features, FEATURES)  # type: ignore[assignment]
     normalize = check_choice("normalize", normalize, NORMALIZE)  # type: ignore[assignment]
-    data = json.loads(_default_surrogate_dict(features, normalize, int(num_samples), int(steps), int(seed)))
+    data = json.loads(_default_surrogate_dict(features, normalize, int(num_samples), int(seed)))
     model = NeuroIoUSurrogate.from_dict(data)
     model.eval()
     model.requires_grad_(False)
@@ -717,8 +547,8 @@ def default_neuroiou_surrogate(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-@LOSSES.register("neuroiou")
-class NeuroIoULoss(nn.Module):
+@LOSSES.register("neuroiou", needs=(SURROGATE,))
+class NeuroIoULoss(CheckedLoss):
     r"""NeuroIoU loss: a frozen MLP surrogate of the IoU loss applied to per-image, per-class statistics.
 
     .. math::
@@ -830,7 +660,7 @@ class NeuroIoULoss(nn.Module):
         self.surrogate.eval()
         return self
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Compute the loss.
 
         Shape:
@@ -845,6 +675,7 @@ class NeuroIoULoss(nn.Module):
             normalize=self.normalize,  # type: ignore[arg-type]
             include_background=self.include_background,
             ignore_index=self.ignore_index,
+            check=False,
         )
         if self.surrogate.input_mean.device != x.device:
             # MONAI's trainers do not move the loss to the device; follow the logits there once

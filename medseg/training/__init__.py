@@ -1,6 +1,7 @@
-"""Bundle training glue: loss construction from class statistics, handlers, metrics, curves, the protocol.
+"""Bundle training glue: handlers, metrics, curves, NeuroIoU surrogate fitting, the protocol.
 
-The papers' protocol (002_1f3568bddcc5ea2b.txt, Settings): AdamW at 1e-4 with GroupNorm and small batches, CE
+The papers' protocol (Li, Yu, Zhang, "Distribution-aware Margin Calibration for Medical Image Segmentation",
+arXiv:2011.01462, Settings): AdamW at 1e-4 with GroupNorm and small batches, CE
 pre-training, then fine-tuning from that checkpoint with another loss (``pretrained_ckpt``).
 """
 
@@ -14,21 +15,25 @@ from medseg.training.handlers import (
     ResumeFromCheckpoint,
     load_pretrained,
 )
-from medseg.training.losses import MC_FAMILY, build_loss, load_class_stats
 from medseg.training.metrics import LossMetric, validation_metrics
+from medseg.training.neuroiou_fit import (
+    collect_neuroiou_statistics,
+    fit_neuroiou_surrogate,
+    fit_neuroiou_surrogate_on_statistics,
+)
 from medseg.training.preflight import preflight, preflight_loss
 from medseg.training.schedules import build_lr_scheduler
 
 __all__ = [
-    "MC_FAMILY",
     "AtomicCheckpointSaver",
     "AutocastInferer",
     "HistoryRecorder",
     "LossMetric",
     "ResumeFromCheckpoint",
-    "build_loss",
     "build_lr_scheduler",
-    "load_class_stats",
+    "collect_neuroiou_statistics",
+    "fit_neuroiou_surrogate",
+    "fit_neuroiou_surrogate_on_statistics",
     "load_pretrained",
     "plot_curves",
     "preflight",

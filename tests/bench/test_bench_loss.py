@@ -6,37 +6,80 @@ No timing is asserted (the machine is shared); only that every number is present
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from medseg.bench import loss as bench_loss
 from medseg.cli.main import main
-from medseg.registry import LOSSES
+from medseg.registry import CLASS_COUNTS, LOSSES
 
-TINY = ["--shape", "2", "3", "8", "8", "--repeats", "1", "--warmup", "1"]
+TINY = ["--shape", "2", "3", "8", "8", "--repeats", "1", "--warmup", "1", "--no-first-step", "--no-compiled"]
+QUICK = {"repeats": 1, "warmup": 1, "first_step": False, "compiled": False}
 
 
-def test_every_registered_loss_gets_a_row():
-    result = bench_loss.bench_losses((2, 3, 8, 8), repeats=1, warmup=1)
+def test_every_registered_loss_gets_a_row_at_every_thread_count():
+    result = bench_loss.bench_losses((2, 3, 8, 8), threads=(1, 2), **QUICK)
     assert set(LOSSES.names()) | {bench_loss.REFERENCE, "_meta"} == set(result)
     ref = result[bench_loss.REFERENCE]
-    assert ref["time_ratio"] == 1.0
-    assert ref["time_ms"] > 0
+    assert ref["steady"]["1"]["ratio"] == 1.0
+    assert ref["steady"]["2"]["time_ms"] > 0
     assert ref["peak_mib"] > 0
     for name in LOSSES.names():
         row = result[name]
-        if row["error"] is None:
-            for key in ("time_ms", "time_ratio", "peak_mib", "memory_ratio"):
-                assert row[key] > 0, (name, key)
-        else:
-            assert isinstance(row["error"], str), name
-            assert row["time_ms"] is None, name
-    for name in ("mc", "dice_mc", "tversky_mc"):
-        assert result[name]["error"] is None, result[name]["error"]
-        assert result[name]["compile_s"] == 0  # tiny inputs run the eager kernel
-    assert result["_meta"]["shape"] == [2, 3, 8, 8]
+        assert row["error"] is None, (name, row["error"])
+        for t in ("1", "2"):
+            steady = row["steady"][t]
+            for key in ("time_ms", "ref_ms", "ratio", "ratio_min", "ratio_max", "ratio_of_medians"):
+                assert steady[key] > 0, (name, t, key)
+            assert steady["ratio_min"] <= steady["ratio"] <= steady["ratio_max"]
+        assert row["peak_mib"] > 0
+        assert row["memory_ratio"] > 0
+    meta = result["_meta"]
+    assert meta["shape"] == [2, 3, 8, 8]
+    assert meta["threads"] == [1, 2]
+    assert len(meta["load_start"]) == 3
+    assert torch.get_num_threads() >= 1  # the caller's thread count is restored
     json.dumps(result)  # JSON-ready
+
+
+def test_compiled_rows_for_the_losses_built_from_class_counts(monkeypatch):
+    # the compiled rows run the margin-calibration kernel with backend="compile"; torch.compile is replaced by the
+    # uncompiled fused kernel here (a real compile takes minutes on a busy machine: see the slow MC tests)
+    from medseg.losses import _mc_kernel
+
+    monkeypatch.setattr(_mc_kernel, "_make_compiled", lambda config: _mc_kernel.mc_fused)
+    monkeypatch.setattr(_mc_kernel, "_compiled", {})
+    result = bench_loss.bench_losses(
+        (2, 3, 8, 8), threads=(1,), names=["mc", "ce"], repeats=1, warmup=1, first_step=False, measure_memory=False
+    )
+    assert {"mc", "mc[compiled]", "ce"} <= set(result)
+    assert "ce[compiled]" not in result
+    assert result["mc[compiled]"]["error"] is None
+    assert result["mc[compiled]"]["steady"]["1"]["ratio"] > 0
+    assert LOSSES.needing(CLASS_COUNTS) == ["dice_mc", "mc", "tversky_mc"]
+
+
+def test_first_step_in_a_fresh_process(tmp_path: Path):
+    out = bench_loss.first_step_cpu(
+        bench_loss.REFERENCE, threads=1, shape=(1, 2, 4, 4), seed=0, cache_dir=tmp_path / "cache"
+    )
+    assert out["cpu_s"] > 0
+    assert out["wall_s"] > 0
+    with pytest.raises(KeyError, match="unknown loss 'nope'"):  # refused before a process is started
+        bench_loss.first_step_cpu("nope", threads=1, shape=(1, 2, 4, 4), seed=0, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_first_step_rows_cold_and_warm():
+    result = bench_loss.bench_losses((1, 2, 8, 8), threads=(1,), names=["mc", "dice"], compiled=False, repeats=1)
+    mc = result["mc"]["first_step"]["1"]
+    for kind in ("cold", "warm", "compile_cold", "compile_warm"):
+        assert mc[kind]["cpu_s"] > 0
+        assert mc[kind]["ratio"] > 0
+    assert set(result["dice"]["first_step"]["1"]) == {"cold"}  # nothing compiles: no cache to warm
+    assert result[bench_loss.REFERENCE]["first_step"]["1"]["cpu_s"] > 0
 
 
 def test_stub_and_failing_losses_become_error_rows(monkeypatch):
@@ -49,7 +92,7 @@ def test_stub_and_failing_losses_become_error_rows(monkeypatch):
 
     monkeypatch.setitem(LOSSES._entries, "zz_stub", stub)
     monkeypatch.setitem(LOSSES._entries, "zz_broken", Broken)
-    result = bench_loss.bench_losses((1, 2, 4, 4), repeats=1, warmup=1, names=["zz_stub", "zz_broken", "mc"])
+    result = bench_loss.bench_losses((1, 2, 4, 4), names=["zz_stub", "zz_broken", "mc"], threads=(1,), **QUICK)
     assert result["zz_stub"]["error"].startswith("not implemented")
     assert result["zz_broken"]["error"] == "RuntimeError: boom"
     assert result["mc"]["error"] is None
@@ -75,6 +118,8 @@ def test_peak_memory_probe_counts_a_known_allocation():
         ({"shape": (2, 1, 8, 8)}, "K >= 2"),
         ({"repeats": 0}, "repeats"),
         ({"warmup": 0}, "warmup"),
+        ({"threads": ()}, "threads"),
+        ({"threads": (0,)}, "threads"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -88,7 +133,9 @@ def test_cli_json_and_table(capsys):
     assert main(["bench", "loss", *TINY, "--losses", "mc", "dice", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"mc", "dice", bench_loss.REFERENCE, "_meta"} == set(result)
-    assert main(["bench", "loss", *TINY, "--losses", "mc", "--no-memory"]) == 0
+    assert result["_meta"]["command"].startswith("medseg bench loss --shape 2 3 8 8 --repeats 1")
+    assert "--no-first-step" in result["_meta"]["command"]
+    assert main(["bench", "loss", *TINY, "--losses", "mc", "--no-memory", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "torch.cross_entropy" in out
     assert "mc" in out

@@ -1,8 +1,9 @@
 """The loss overlays in ``configs/losses``: one per registered loss, each building that loss in both bundles.
 
-These tests parse configs only (no training): every overlay merged over each bundle's ``train.json`` must
-build the same loss as the registry with the overlay's arguments, give a finite value on a small batch, and,
-for the margin-calibration family, take its class counts from ``stats_file``.
+These tests parse configs only (no training): every overlay merged over each bundle's ``train.json`` builds its
+loss through ``medseg.registry.create_loss`` (the one route from a name to a loss), which must give the same loss
+as the registered class called with the overlay's arguments (and, for the losses that need class counts, the
+counts of ``stats_file``), and a finite value on a small batch.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import pytest
 import torch
 from _bundle_helpers import BUNDLES, LOSS_OVERLAYS, Dataset, bundle_configs, raises_in_chain
 
-from medseg.registry import LOSSES
-from medseg.training import MC_FAMILY
+import medseg.losses  # noqa: F401  (registers every loss)
+from medseg.registry import CLASS_COUNTS, LOSSES
 
 BUNDLE_NAMES = ("covid19_ct_lesion", "robotic_instrument")
 OVERLAYS = sorted(p.stem for p in LOSS_OVERLAYS.glob("*.json"))
+MC_FAMILY = LOSSES.needing(CLASS_COUNTS)
+#: The arguments every overlay passes to the builder besides the loss's own: what the run provides.
+RUN_ARGUMENTS = ("name", "stats", "num_classes")
 
 
 def _parser(bundle: str, overlay: str, overrides: dict[str, Any]) -> Any:
@@ -47,15 +51,15 @@ def test_every_registered_loss_has_an_overlay() -> None:
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_overlay_names_its_loss_with_a_full_dotted_target(name: str) -> None:
+def test_overlay_builds_its_loss_through_the_one_builder(name: str) -> None:
     overlay = json.loads((LOSS_OVERLAYS / f"{name}.json").read_text(encoding="utf-8"))
     assert overlay["loss_name"] == name  # the run tag that keeps resume from mixing runs
-    target = overlay["loss"]["_target_"]
-    assert target.startswith("medseg.losses.")
-    module, _, attr = target.rpartition(".")
-    import importlib
-
-    assert getattr(importlib.import_module(module), attr) is LOSSES.get(name)
+    spec = overlay["loss"]
+    assert spec["_target_"] == "medseg.registry.create_loss"
+    assert spec["name"] == name
+    assert name in LOSSES
+    assert spec["stats"] == "@stats_file"
+    assert spec["num_classes"] == "@num_classes"
 
 
 @pytest.mark.parametrize("bundle", BUNDLE_NAMES)
@@ -63,8 +67,13 @@ def test_overlay_names_its_loss_with_a_full_dotted_target(name: str) -> None:
 def test_overlay_builds_the_registered_loss(bundle: str, name: str, covid_data: Dataset) -> None:
     parser = _parser(bundle, name, {"stats_file": str(covid_data.stats_file), "num_classes": 2})
     loss = parser.get_parsed_content("loss")
-    kwargs = {k: parser.get_parsed_content(f"loss#{k}") for k in parser["loss"] if k != "_target_"}
-    reference = LOSSES.create(name, **kwargs)
+    kwargs = {
+        k: parser.get_parsed_content(f"loss#{k}") for k in parser["loss"] if k not in ("_target_", *RUN_ARGUMENTS)
+    }
+    if name in MC_FAMILY:
+        stats = json.loads(covid_data.stats_file.read_text(encoding="utf-8"))
+        kwargs["class_counts"] = stats["class_counts"]
+    reference = LOSSES.get(name)(**kwargs)  # the registered class called by hand with the same arguments
     assert type(loss) is type(reference)
     assert parser.get_parsed_content("loss_name") == name
     logits, target = _batch(2)
@@ -84,7 +93,7 @@ def test_mc_overlays_take_class_counts_from_stats_file(name: str, covid_multicla
         name,
         {"stats_file": str(covid_multiclass_data.stats_file), "num_classes": 3},
     )
-    assert parser.get_parsed_content("loss#class_counts") == stats["class_counts"]
+    assert parser.get_parsed_content("loss#stats") == str(covid_multiclass_data.stats_file)
     loss = parser.get_parsed_content("loss")
     mc = loss if name == "mc" else next(m for m in loss.modules() if type(m).__name__ == "MarginCalibrationLoss")
     rho_neg, rho_pos = margin_offsets(np.asarray(stats["class_counts"]), tau=10.0, v=1.0)

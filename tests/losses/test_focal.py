@@ -79,3 +79,34 @@ def test_properties(case):
 @given(cases())
 def test_properties_sigmoid(case):
     check_common_properties(lambda **kw: FocalLoss(use_softmax=False, **kw), case)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"gamma": 0.5},
+        {"alpha": 0.25},
+        {"alpha": [0.1, 0.3, 0.6, 0.9]},
+        {"weight": [1.0, 2.0, 0.5, 3.0]},
+        {"alpha": 0.7, "weight": 2.0},
+        {"ignore_index": 9},
+    ],
+    ids=["default", "gamma", "alpha", "alpha-per-class", "weight", "alpha-weight", "ignore"],
+)
+def test_true_class_shortcut_matches_monai_focal_of_every_class(kwargs):
+    # the softmax form takes the focal term at the label only; MONAI forms it for every class and multiplies
+    # by the one-hot target: the same per-pixel values (MONAI's mean also averages over the 4 classes)
+    g = torch.Generator().manual_seed(7)
+    logits = torch.randn(2, 4, 5, 6, generator=g) * 4  # float32: MONAI computes in float32
+    labels = torch.randint(0, 4, (2, 5, 6), generator=g)
+    ignore = kwargs.get("ignore_index")
+    if ignore is not None:
+        labels[0, :2] = ignore
+    ours = FocalLoss(reduction="none", **kwargs)(logits, labels)
+    monai_kwargs = {k: v for k, v in kwargs.items() if k != "ignore_index"}
+    monai_loss = monai.losses.FocalLoss(use_softmax=True, reduction="none", **monai_kwargs)
+    valid = labels != ignore if ignore is not None else torch.ones_like(labels, dtype=torch.bool)
+    onehot = F.one_hot(labels.clamp_max(3) * valid, 4).movedim(-1, 1).float()
+    expected = monai_loss(logits, onehot).sum(1) * valid
+    torch.testing.assert_close(ours, expected)

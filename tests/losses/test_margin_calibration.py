@@ -2,9 +2,9 @@
 
 Three independent checks of the loss: hand-computed values on one pixel, an autograd composition written here
 from the paper's formulas (``_mc_autograd``, used only as a test reference), and ``torch.autograd.gradcheck`` of
-the analytic gradient in float64. The compiled kernel is compared with the eager one in the ``slow`` tests (its
-one-off compile takes minutes on a busy 2-core machine); every other test runs the eager kernel, which is the
-same Python function.
+the analytic gradient in float64. The kernel's two implementations (``mc_eager`` and ``mc_fused``, the one
+``torch.compile`` compiles) are compared with each other eagerly here, and compiled in the ``slow`` tests (a
+compile takes minutes on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -478,28 +478,76 @@ def test_property_perfect_beats_wrong(case):
 # Backends
 
 
-def test_auto_backend_stays_eager_for_small_inputs(monkeypatch):
+@pytest.fixture
+def fresh_kernel_state(monkeypatch):
+    """The kernel's per-process compile bookkeeping, empty for one test."""
+    monkeypatch.setattr(_mc_kernel, "_compiled", {})
+    monkeypatch.setattr(_mc_kernel, "_compiled_shapes", set())
+    monkeypatch.setattr(_mc_kernel, "_failed_configs", set())
+    monkeypatch.setattr(_mc_kernel, "_compile_failed", False)
+    monkeypatch.setattr(_mc_kernel, "_eager_seconds", __import__("collections").defaultdict(float))
+    monkeypatch.setattr(_mc_kernel, "_compile_times", {})
+
+
+def _counting_fake_compile(monkeypatch):
+    """Replace torch.compile by the uncompiled fused kernel, counting how many "compiled" functions are made."""
+    made = []
+
+    def fake(config):
+        made.append(config)
+        return _mc_kernel.mc_fused
+
+    monkeypatch.setattr(_mc_kernel, "_make_compiled", fake)
+    return made
+
+
+def test_auto_backend_runs_eagerly_until_the_compile_would_pay(monkeypatch, fresh_kernel_state):
     def fail(*args, **kwargs):
-        raise AssertionError("a small input must not trigger torch.compile")
+        raise AssertionError("a short run must not trigger torch.compile")
 
     monkeypatch.setattr(_mc_kernel, "_get_compiled", fail)
     loss = MarginCalibrationLoss(COUNTS3)  # backend="auto"
     logits, labels = _random_case((2, 3, 4, 4))
-    assert torch.isfinite(loss(logits, labels))
+    for _ in range(3):
+        assert torch.isfinite(loss(logits, labels))
+    (spent,) = _mc_kernel.eager_seconds().values()  # one configuration, timed
+    assert 0 < spent < _mc_kernel.AUTO_COMPILE_AFTER_S
 
 
-def test_auto_backend_falls_back_to_eager_when_compile_fails(monkeypatch, caplog):
+def test_auto_backend_compiles_once_the_eager_time_passes_the_threshold(monkeypatch, fresh_kernel_state):
+    made = _counting_fake_compile(monkeypatch)
+    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_AFTER_S", 0.0)
+    loss = MarginCalibrationLoss(COUNTS3)
+    eager = MarginCalibrationLoss(COUNTS3, backend="eager")
+    for b in (4, 4, 3):  # a ragged last batch (3) reuses the kernel with a dynamic batch size: nothing new is made
+        logits, labels = _random_case((b, 3, 4, 4), seed=b)
+        x1, x2 = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+        value = loss(x1, labels)
+        value.backward()
+        expected = eager(x2, labels)
+        expected.backward()
+        torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-12)
+    assert len(made) == 1
+    shapes = _mc_kernel._compiled_shapes
+    assert {key[-3] for key in shapes} == {False}  # only batches of more than one image have run compiled
+    logits, labels = _random_case((1, 3, 4, 4))
+    loss(logits, labels)  # a batch of one has its own (dynamo-specialised) kernel: it must earn it first
+    assert any(key[-3] for key in _mc_kernel.eager_seconds())
+
+
+def test_auto_backend_falls_back_to_eager_when_compile_fails(monkeypatch, caplog, fresh_kernel_state):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(_mc_kernel, "_make_compiled", lambda config: broken)
-    monkeypatch.setattr(_mc_kernel, "_compiled", {})
-    monkeypatch.setattr(_mc_kernel, "_failed_configs", set())
-    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_AFTER_S", 0.0)
     logits, labels = _random_case((1, 3, 4, 4))
     expected = MarginCalibrationLoss(COUNTS3, backend="eager")(logits, labels)
+    loss = MarginCalibrationLoss(COUNTS3)
+    loss(logits, labels)  # the first call runs eagerly and is timed; the next one decides to compile
     with caplog.at_level("WARNING", logger="medseg.losses._mc_kernel"):
-        value = MarginCalibrationLoss(COUNTS3)(logits, labels)
+        value = loss(logits, labels)
     torch.testing.assert_close(value, expected)
     assert "falling back to the eager kernel" in caplog.text
     assert len(_mc_kernel._failed_configs) == 1
@@ -513,22 +561,89 @@ def test_auto_backend_falls_back_to_eager_when_compile_fails(monkeypatch, caplog
         strict(logits, labels)
 
 
-def test_auto_backend_when_torch_compile_is_unusable(monkeypatch, caplog):
+def test_auto_backend_when_torch_compile_is_unusable(monkeypatch, caplog, fresh_kernel_state):
     def unusable(config):
         raise RuntimeError("torch.compile is not supported on this platform")
 
     monkeypatch.setattr(_mc_kernel, "_make_compiled", unusable)
-    monkeypatch.setattr(_mc_kernel, "_compiled", {})
-    monkeypatch.setattr(_mc_kernel, "_compile_failed", False)
-    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_MIN_NUMEL", 0)
+    monkeypatch.setattr(_mc_kernel, "AUTO_COMPILE_AFTER_S", 0.0)
     logits, labels = _random_case((1, 3, 4, 4))
+    loss = MarginCalibrationLoss(COUNTS3)
+    loss(logits, labels)
     with caplog.at_level("WARNING", logger="medseg.losses._mc_kernel"):
-        value = MarginCalibrationLoss(COUNTS3)(logits, labels)
+        value = loss(logits, labels)
     assert "torch.compile unavailable" in caplog.text
     assert _mc_kernel._compile_failed
     torch.testing.assert_close(value, MarginCalibrationLoss(COUNTS3, backend="eager")(logits, labels))
     with pytest.raises(RuntimeError, match="unavailable here"):
         MarginCalibrationLoss(COUNTS3, backend="compile")(logits, labels)
+
+
+@pytest.mark.parametrize(("variant", "surrogate"), CONFIGS, ids=["paper", "reference", "margin"])
+@pytest.mark.parametrize("ignore", [False, True], ids=["all", "ignore"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_fused_kernel_matches_eager_kernel(variant, surrogate, ignore, reduction):
+    # the two implementations of the same maths, run eagerly in float64 (the compiled run is a slow test)
+    logits, labels = _random_case((2, 4, 5, 3), seed=13)
+    logits[0, :2, 0, 0] = 1.5  # a tie for the maximum
+    logits[1, 1:3, 0, 0] = -20.0  # a tie for the second place
+    valid = torch.rand(2, 15, generator=torch.Generator().manual_seed(1)) > 0.3 if ignore else None
+    rn, rp = margin_offsets(COUNTS4)
+    scale = torch.tensor(0.01, dtype=torch.float64)
+    args = (
+        logits.reshape(2, 4, -1),
+        labels.reshape(2, -1),
+        valid,
+        rp,
+        rn,
+        scale,
+        variant,
+        surrogate,
+        reduction == "none",
+    )
+    loss_e, grad_e = _mc_kernel.mc_eager(*args)
+    loss_f, grads_f = _mc_kernel.mc_fused(*args)
+    torch.testing.assert_close(loss_e, loss_f, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad_e, torch.stack([g.view(2, -1) for g in grads_f], 1), rtol=1e-9, atol=1e-12)
+    loss_n, grad_n = _mc_kernel.mc_eager(*args, need_grad=False)
+    assert grad_n is None
+    torch.testing.assert_close(loss_n, loss_e)
+
+
+def test_gradient_at_ties_is_plain_autograds():
+    # where scores tie, the max splits its subgradient evenly among the tied classes, like torch.amax's backward
+    # in the independent reference; the gradient still sums to zero over the classes (shift invariance)
+    x = torch.tensor([[2.0, 2.0, 0.5, -1.0], [1.0, 3.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    cases = [
+        (x.t().reshape(1, 4, 3, 1), torch.tensor([[[0], [2], [3]]])),  # a tied top, a tied second, all tied
+        (x[1:2].t().reshape(1, 4, 1, 1), torch.tensor([[[2]]])),  # only a tied second place (the unique-top path)
+    ]
+    # (the log surrogates: with the margin surrogate a tied top sits on a kink of Eq. (9), λ = 0, where the two
+    # implementations take different one-sided derivatives of the clamp)
+    for variant in ("paper", "reference"):
+        surrogate = "log"
+        loss = MarginCalibrationLoss(COUNTS4, variant=variant, backend="eager")
+        for logits, labels in cases:
+            x1 = logits.clone().requires_grad_(True)
+            x2 = logits.clone().requires_grad_(True)
+            loss(x1, labels).backward()
+            _mc_autograd(x2, labels, loss.rho_neg, loss.rho_pos, variant=variant, surrogate=surrogate).backward()
+            torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-9, atol=1e-12, msg=f"{variant}/{surrogate}")
+            torch.testing.assert_close(x1.grad.sum(1), torch.zeros_like(x1.grad.sum(1)))
+
+
+def test_loss_without_gradient_and_a_second_backward():
+    loss = MarginCalibrationLoss(COUNTS3, backend="eager")
+    logits, labels = _random_case((1, 3, 3, 3))
+    with torch.no_grad():
+        value = loss(logits.clone().requires_grad_(True), labels)  # no gradient is formed
+    torch.testing.assert_close(value, loss(logits, labels))
+    x = logits.clone().requires_grad_(True)
+    out = loss(x, labels)
+    out.backward(retain_graph=True)
+    first = x.grad.clone()
+    out.backward()  # the gradient handed over by the first backward is formed again
+    torch.testing.assert_close(x.grad, 2 * first)
 
 
 @pytest.mark.slow
@@ -559,6 +674,8 @@ def test_compiled_kernel_matches_eager(variant, surrogate):
     bad[0, 1, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or inf"):
         none_fused(bad, labels)
+    with pytest.raises(ValueError, match="label 3"):
+        none_fused(logits, torch.full_like(labels, 3))
 
 
 def test_second_derivative_is_refused():

@@ -1,4 +1,4 @@
-"""Tests of NeuroIoU: statistics, sampled and model-fitted surrogates, save/load, the loss and fine-tuning."""
+"""Tests of NeuroIoU's loss side: statistics, the sampled closed-form surrogate, save/load and the loss."""
 
 from __future__ import annotations
 
@@ -87,21 +87,6 @@ def test_default_surrogate_is_deterministic_and_accurate():
     assert float(torch.sqrt(F.mse_loss(nio.default_neuroiou_surrogate("prob6")(x6), y6))) < 0.02
 
 
-def test_fit_on_statistics_and_validation():
-    x, y = nio.sample_neuroiou_statistics(1024, features="prob3", seed=5)
-    model = nio.fit_neuroiou_surrogate_on_statistics(x, y, features="prob3", hidden=(32,), steps=0)
-    assert model.fit_info["rmse"] < 0.06
-    tuned = nio.fit_neuroiou_surrogate_on_statistics(x, y, features="prob3", hidden=(32,), steps=5, lr=1e-3)
-    assert tuned.fit_info["rmse"] < 0.06
-    assert not any(p.requires_grad for p in model.parameters())
-    with pytest.raises(ValueError, match=r"x must be \(M, 6\)"):
-        nio.fit_neuroiou_surrogate_on_statistics(x, y, features="prob6")
-    with pytest.raises(ValueError, match="one target per row"):
-        nio.fit_neuroiou_surrogate_on_statistics(x, y[:10], features="prob3")
-    with pytest.raises(ValueError, match="steps must be an int >= 0"):
-        nio.fit_neuroiou_surrogate_on_statistics(x, y, features="prob3", steps=-1)
-
-
 def test_save_load_round_trip_and_loss_from_path(tmp_path):
     surrogate = nio.default_neuroiou_surrogate()
     path = tmp_path / "surrogate.json"
@@ -150,42 +135,6 @@ def test_ignore_index_and_reduction_none():
     out = loss(logits, masked)
     assert out.shape == (2,)
     torch.testing.assert_close(out, NeuroIoULoss(reduction="none")(logits[..., :4], labels[..., :4]))
-
-
-def test_fit_on_a_ce_trained_model_then_fine_tune(tmp_path):
-    # the paper's protocol on a toy problem: label = [image > 0]; CE training, surrogate fitted on the model's
-    # outputs, saved, reloaded by path, and fine-tuning with it lowers the NeuroIoU loss
-    g = torch.Generator().manual_seed(0)
-    images = torch.randn(16, 1, 12, 12, generator=g)
-    labels = (images + 0.3 * torch.randn(16, 1, 12, 12, generator=g) > 0.4).long()
-    loader = [{"image": images[i : i + 4], "label": labels[i : i + 4]} for i in range(0, 16, 4)]
-    with nio._seeded(0):
-        net = torch.nn.Conv2d(1, 2, 3, padding=1)
-    opt = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(6):
-        for batch in loader:
-            opt.zero_grad()
-            F.cross_entropy(net(batch["image"]), batch["label"][:, 0]).backward()
-            opt.step()
-    surrogate = nio.fit_neuroiou_surrogate(net, loader, hidden=(32,), steps=0)
-    assert surrogate.fit_info["num_samples"] == 32  # 16 images x 2 classes, all defined
-    assert net.training  # the model's mode is restored
-    path = tmp_path / "neuroiou.json"
-    surrogate.save(path)
-    loss = NeuroIoULoss(str(path))
-
-    def total():
-        with torch.no_grad():
-            return sum(float(loss(net(b["image"]), b["label"])) for b in loader)
-
-    before = total()
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    for _ in range(3):
-        for batch in loader:
-            opt.zero_grad()
-            loss(net(batch["image"]), batch["label"]).backward()
-            opt.step()
-    assert total() < before
 
 
 @PROPERTY_SETTINGS
