@@ -318,7 +318,8 @@ class _Batch:
     def volume(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         writers = self.writer.writers_for(case)
         planned = [p for w in writers for p in w.paths(case, self.out, case.name)]
-        state, prov, record = self._begin(case, planned, planned)
+        known = self.writer.known_paths(case, self.out, case.name)
+        state, prov, record = self._begin(case, planned, [*planned, *(p for p in known if p not in planned)])
         if state == "skip":
             self._recorded_volumes(case, record)
             return "skipped", planned, []

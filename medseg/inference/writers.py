@@ -639,6 +639,22 @@ class MaskWriter:
         extras = [cls(self) for cls in WRITERS.values() if cls.role == "extra"]
         return masks + [w for w in extras if w.accepts(case)]
 
+    def known_paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        """Every file any registered writer would write for ``case``.
+
+        A recomputed case removes them first, so no output of another kind, model or input outlives it.
+        """
+        import copy
+
+        everything = copy.copy(self)  # extras as if switched on: their files of an earlier run count too
+        everything.save_probabilities = everything.save_overlays = True
+        paths: list[Path] = []
+        for cls in WRITERS.values():
+            writer = cls(everything)
+            if writer.accepts(case):
+                paths += [p for p in writer.paths(case, folder, stem) if p not in paths]
+        return paths
+
     def settings(self) -> dict[str, Any]:
         """What decides the bytes of the outputs (part of a case's provenance)."""
         return {
