@@ -214,3 +214,26 @@ def test_override_option_on_the_command_line(tmp_path: Path, capsys: pytest.Capt
         main([*args, "--override", "spatial_size"])
     assert info.value.code == 2
     assert "ID=VALUE" in capsys.readouterr().err
+
+
+def test_a_training_resume_file_runs_like_its_model(tmp_path: Path) -> None:
+    """``last.pt`` (network, optimizer, trainer state and the metadata) predicts with the network it holds."""
+    from medseg.checkpoint import METADATA_KEY, CheckpointMetadata
+
+    network = _network(2)
+    meta = CheckpointMetadata.from_dict({"classes": ["background", "infection"], "roi_size": [32, 32]})
+    spec = {"_target_": "medseg.networks.CopleNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2}
+    spec |= {"features": FEATURES, "norm": ["group", {"num_groups": 4}]}
+    last = {
+        "network": network.state_dict(),
+        "optimizer": {"state": {}, "param_groups": []},
+        "tag": "ce",
+        METADATA_KEY: meta.replace(network=spec).to_json(),
+    }
+    torch.save(last, tmp_path / "last.pt")
+    loaded = load_bundle(COVID, ckpt=tmp_path / "last.pt", device="cpu")
+    assert loaded.model is not None
+    assert loaded.model.rebuilt
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.predictor.network(x), network(x))
