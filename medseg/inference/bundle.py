@@ -348,8 +348,9 @@ def _use_model(parser: Any, loaded: LoadedModel) -> None:
 
 def _describe_outputs(writer: MaskWriter, parser: Any, bundle: Path, loaded: LoadedModel | None) -> None:
     """Class names (the checkpoint's, else the bundle's) and provenance for the label sidecars and DICOM outputs."""
+    import hashlib
+
     from medseg.checkpoint import bundle_settings
-    from medseg.inference.provenance import digest_files
 
     meta = loaded.metadata if loaded is not None else None
     if writer.class_names is None:
@@ -359,7 +360,10 @@ def _describe_outputs(writer: MaskWriter, parser: Any, bundle: Path, loaded: Loa
                 writer.class_names = writer.check_class_names(names)
             except ValueError as err:
                 logger.warning("class names %s not used (%s)", names, err)
-    model = {"model_file": loaded.path.name, "model_sha256": digest_files([loaded.path])} if loaded else {}
+    model = {}
+    if loaded is not None:  # the file's SHA-256, as sha256sum prints it
+        with loaded.path.open("rb") as fh:
+            model = {"model_file": loaded.path.name, "model_sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
     name = meta.bundle if meta is not None and meta.bundle else bundle.name
     writer.provenance = {"bundle": name, **model, **writer.provenance}  # what the config states wins
 

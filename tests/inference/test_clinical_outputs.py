@@ -9,6 +9,7 @@ expected mask is the box, known without running any model. The RTSTRUCT is read 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -115,6 +116,8 @@ def test_all_three_outputs_of_a_dicom_series(tmp_path: Path, capsys: pytest.Capt
     assert labels["labels"] == {"0": "background", "1": "lesion"}
     assert labels["provenance"]["input"] == "ct"
     assert labels["provenance"]["model_file"] == "model.pt"
+    model = (tmp_path / "bundle" / "models" / "model.pt").read_bytes()
+    assert labels["provenance"]["model_sha256"] == hashlib.sha256(model).hexdigest()  # as sha256sum prints it
     with (out / "volumes.csv").open(newline="", encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["case"] == "ct"
