@@ -49,6 +49,7 @@ import inspect
 import json
 import logging
 import math
+import pickle
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -566,10 +567,13 @@ def load_checkpoint(path: PathLike, *, quiet: bool = False) -> LoadedCheckpoint:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        detail = " ".join(str(err).split())[:200]
+        if isinstance(err, pickle.UnpicklingError):  # torch's text suggests weights_only=False: never here
+            detail = "not a PyTorch weights file, or one holding pickled Python objects, which medseg does not load"
+        else:
+            detail = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
         raise ValueError(
-            f"checkpoint {p}: cannot be read as PyTorch weights ({type(err).__name__}: {detail}); expected a medseg "
-            "checkpoint, a state dict, a TorchScript (.ts) or an ONNX (.onnx) file"
+            f"checkpoint {p}: cannot be read as PyTorch weights ({detail}); expected a medseg checkpoint, a state "
+            "dict, a TorchScript (.ts) or an ONNX (.onnx) file"
         ) from err
     metadata: CheckpointMetadata | None = None
     kind: CheckpointKind
