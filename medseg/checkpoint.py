@@ -49,8 +49,9 @@ import inspect
 import json
 import logging
 import math
+import pickle
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRUSTED_NETWORK_MODULES",
     "CheckpointMetadata",
+    "Disagreement",
     "LoadedCheckpoint",
     "LoadedModel",
     "build_network",
@@ -71,6 +73,7 @@ __all__ = [
     "checkpoint_disagreements",
     "class_path",
     "describe_checkpoint",
+    "disagreements",
     "load_checkpoint",
     "load_model",
     "network_spec",
@@ -564,10 +567,13 @@ def load_checkpoint(path: PathLike, *, quiet: bool = False) -> LoadedCheckpoint:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:
-        detail = " ".join(str(err).split())[:200]
+        if isinstance(err, pickle.UnpicklingError):  # torch's text suggests weights_only=False: never here
+            detail = "not a PyTorch weights file, or one holding pickled Python objects, which medseg does not load"
+        else:
+            detail = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
         raise ValueError(
-            f"checkpoint {p}: cannot be read as PyTorch weights ({type(err).__name__}: {detail}); expected a medseg "
-            "checkpoint, a state dict, a TorchScript (.ts) or an ONNX (.onnx) file"
+            f"checkpoint {p}: cannot be read as PyTorch weights ({detail}); expected a medseg checkpoint, a state "
+            "dict, a TorchScript (.ts) or an ONNX (.onnx) file"
         ) from err
     metadata: CheckpointMetadata | None = None
     kind: CheckpointKind
@@ -734,7 +740,7 @@ def _load_torchscript(path: Path, device: str) -> LoadedModel:
 def load_model(
     path: PathLike,
     *,
-    network: nn.Module | None = None,
+    network: nn.Module | Callable[[], nn.Module] | None = None,
     device: str | torch.device = "cpu",
     trusted_modules: Sequence[str] = TRUSTED_NETWORK_MODULES,
 ) -> LoadedModel:
@@ -744,8 +750,9 @@ def load_model(
         path: ``.pt``/``.pth`` (checkpoint or state dict), TorchScript (``.ts``, any zip archive of TorchScript)
             or ``.onnx``.
         network: the network to load a checkpoint's weights into when the checkpoint does not record one (a
-            bundle's ``network_def``). A checkpoint that records its network is rebuilt from its own metadata
-            (then ``network`` is not used: compare the two with :func:`checkpoint_disagreements`).
+            bundle's ``network_def``), or a function building it (called only then). A checkpoint that records
+            its network is rebuilt from its own metadata (then ``network`` is not used: compare the two with
+            :func:`checkpoint_disagreements`).
         device: where the model runs (ONNX: the execution provider: CUDA when ``cuda``).
         trusted_modules: module prefixes a checkpoint's network class may come from.
 
@@ -769,8 +776,17 @@ def load_model(
         return _load_torchscript(p, dev)
     loaded = load_checkpoint(p, quiet=network is not None)
     if loaded.metadata is not None and loaded.metadata.network:
-        model = _load_into(build_network(loaded.metadata, trusted_modules=trusted_modules), loaded.state_dict, p)
-        return LoadedModel(model.to(dev).eval(), loaded.metadata, "checkpoint", p, rebuilt=True)
+        target = str(loaded.metadata.network.get("_target_"))
+        if network is None or any(target.startswith(prefix) for prefix in trusted_modules):
+            model = _load_into(build_network(loaded.metadata, trusted_modules=trusted_modules), loaded.state_dict, p)
+            return LoadedModel(model.to(dev).eval(), loaded.metadata, "checkpoint", p, rebuilt=True)
+        logger.warning(
+            "checkpoint %s records its network as %s, a class outside the trusted modules %s: loading the weights "
+            "into the bundle's network instead",
+            p,
+            target,
+            list(trusted_modules),
+        )
     if network is None:
         raise ValueError(
             f"checkpoint {p} records no network; give the network to load it into (e.g. medseg predict --bundle "
@@ -778,7 +794,7 @@ def load_model(
         )
     if loaded.metadata is None:
         logger.warning("checkpoint %s has no medseg metadata (older or foreign file): using the bundle's network", p)
-    model = _load_into(network, loaded.state_dict, p)
+    model = _load_into(network if isinstance(network, nn.Module) else network(), loaded.state_dict, p)
     return LoadedModel(model.to(dev).eval(), loaded.metadata, "checkpoint", p)
 
 
@@ -909,8 +925,85 @@ def _norm(value: Any) -> Any:
         return repr(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class Disagreement:
+    """One way a checkpoint's metadata and a bundle's settings differ.
+
+    Attributes:
+        topic: what differs: ``"network"``, ``"roi_size"``, ``"classes"`` or ``"preprocessing.<key>"``
+            (``preprocessing.window``, ``preprocessing.normalization``, ...).
+        text: one line for the user ("checkpoint trained at 128x128, bundle runs at 256x256").
+    """
+
+    topic: str
+    text: str
+
+
+def disagreements(metadata: CheckpointMetadata | None, settings: Mapping[str, Any]) -> list[Disagreement]:
+    """Where a checkpoint's metadata and a bundle's settings differ, one :class:`Disagreement` each.
+
+    Args:
+        metadata: the checkpoint's metadata (``None``: nothing to compare, no lines).
+        settings: the bundle's settings, as :func:`bundle_settings` returns them.
+    """
+    if metadata is None:
+        return []
+    found: list[Disagreement] = []
+    theirs = settings.get("network")
+    ours = metadata.network
+    if ours and isinstance(theirs, Mapping):
+        if ours.get("_target_") != theirs.get("_target_"):
+            found.append(
+                Disagreement(
+                    "network", f"network differs: checkpoint {ours.get('_target_')}, bundle {theirs.get('_target_')}"
+                )
+            )
+        else:
+            keys = [k for k in ours if k != "_target_" and k in theirs and _norm(ours[k]) != _norm(theirs[k])]
+            if keys:
+                diffs = [
+                    f"{k} {json.dumps(_norm(ours[k]))} in the checkpoint, {json.dumps(_norm(theirs[k]))} in the bundle"
+                    for k in keys
+                ]
+                found.append(
+                    Disagreement("network", f"network arguments differ ({', '.join(keys)}): " + "; ".join(diffs))
+                )
+    roi = settings.get("roi_size")
+    if metadata.roi_size and roi and list(metadata.roi_size) != [int(v) for v in roi]:
+        found.append(
+            Disagreement(
+                "roi_size", f"checkpoint trained at {_size(metadata.roi_size)}, bundle runs at {_size(list(roi))}"
+            )
+        )
+    classes = settings.get("classes")
+    n_bundle = len(classes) if classes else settings.get("num_classes")
+    n_ckpt = len(metadata.classes) if metadata.classes else metadata.out_channels
+    if n_ckpt and n_bundle and int(n_ckpt) != int(n_bundle):
+        found.append(Disagreement("classes", f"checkpoint has {n_ckpt} classes, bundle {n_bundle}"))
+    elif metadata.classes and classes and list(metadata.classes) != list(classes):
+        found.append(
+            Disagreement(
+                "classes",
+                f"class names differ: checkpoint {', '.join(metadata.classes)}; bundle {', '.join(map(str, classes))}",
+            )
+        )
+    pre = settings.get("preprocessing") or {}
+    for key, value in (metadata.preprocessing or {}).items():
+        if key in pre and _norm(pre[key]) != _norm(value):
+            found.append(
+                Disagreement(
+                    f"preprocessing.{key}",
+                    f"preprocessing {key} differs: {json.dumps(_norm(value))} in the checkpoint, "
+                    f"{json.dumps(_norm(pre[key]))} in the bundle",
+                )
+            )
+    return found
+
+
 def checkpoint_disagreements(metadata: CheckpointMetadata | None, settings: Mapping[str, Any]) -> list[str]:
     """One line per disagreement between a checkpoint's metadata and a bundle's settings (empty: they agree).
+
+    The lines of :func:`disagreements`.
 
     Args:
         metadata: the checkpoint's metadata (``None``: nothing to compare, no lines).
@@ -921,42 +1014,4 @@ def checkpoint_disagreements(metadata: CheckpointMetadata | None, settings: Mapp
         >>> checkpoint_disagreements(meta, {"roi_size": [256, 256], "classes": ["background", "infection"]})
         ['checkpoint trained at 128x128, bundle runs at 256x256']
     """
-    if metadata is None:
-        return []
-    lines: list[str] = []
-    theirs = settings.get("network")
-    ours = metadata.network
-    if ours and isinstance(theirs, Mapping):
-        if ours.get("_target_") != theirs.get("_target_"):
-            lines.append(f"network differs: checkpoint {ours.get('_target_')}, bundle {theirs.get('_target_')}")
-        else:
-            diffs = [
-                f"{k} {json.dumps(_norm(ours[k]))} in the checkpoint, {json.dumps(_norm(theirs[k]))} in the bundle"
-                for k in ours
-                if k != "_target_" and k in theirs and _norm(ours[k]) != _norm(theirs[k])
-            ]
-            if diffs:
-                names = ", ".join(
-                    k for k in ours if k != "_target_" and k in theirs and _norm(ours[k]) != _norm(theirs[k])
-                )
-                lines.append(f"network arguments differ ({names}): " + "; ".join(diffs))
-    roi = settings.get("roi_size")
-    if metadata.roi_size and roi and list(metadata.roi_size) != [int(v) for v in roi]:
-        lines.append(f"checkpoint trained at {_size(metadata.roi_size)}, bundle runs at {_size(list(roi))}")
-    classes = settings.get("classes")
-    n_bundle = len(classes) if classes else settings.get("num_classes")
-    n_ckpt = len(metadata.classes) if metadata.classes else metadata.out_channels
-    if n_ckpt and n_bundle and int(n_ckpt) != int(n_bundle):
-        lines.append(f"checkpoint has {n_ckpt} classes, bundle {n_bundle}")
-    elif metadata.classes and classes and list(metadata.classes) != list(classes):
-        lines.append(
-            f"class names differ: checkpoint {', '.join(metadata.classes)}; bundle {', '.join(map(str, classes))}"
-        )
-    pre = settings.get("preprocessing") or {}
-    for key, value in (metadata.preprocessing or {}).items():
-        if key in pre and _norm(pre[key]) != _norm(value):
-            lines.append(
-                f"preprocessing {key} differs: {json.dumps(_norm(value))} in the checkpoint, "
-                f"{json.dumps(_norm(pre[key]))} in the bundle"
-            )
-    return lines
+    return [d.text for d in disagreements(metadata, settings)]

@@ -35,6 +35,7 @@ def _expected_data_files() -> set[str]:
         files |= {bundle / "LICENSE", bundle / "models" / "README.md"}
     files |= set((PACKAGE / "configs" / "losses").glob("*.json"))
     files |= set((PACKAGE / "configs" / "experiments").glob("*.json"))
+    files |= set((PACKAGE / "configs" / "monai").glob("*.json"))  # MONAI's metadata schema, for offline checks
     return {p.relative_to(REPO_ROOT).as_posix() for p in files}
 
 

@@ -15,13 +15,18 @@ logger = logging.getLogger(__name__)
 HELP = "segment NIfTI/DICOM volumes, 2D images, frame folders and videos with a bundle"
 DESCRIPTION = (
     "Segment inputs with a MONAI bundle's configs/inference.json and write masks in each input's own geometry: "
-    "NIfTI/DICOM -> NAME_seg.nii.gz (the input's shape and affine), images -> NAME_seg.png + NAME_overlay.png, "
+    "NIfTI/DICOM -> NAME_seg.nii.gz (the input's shape and affine) + NAME_seg_labels.json (class names), with "
+    "--output-type also a DICOM-SEG (NAME_seg.dcm) and an RTSTRUCT (NAME_rtstruct.dcm) for DICOM series, "
+    "images -> NAME_seg.png + NAME_overlay.png, "
     "frame folders -> NAME/FRAME_seg.png + overlays, videos -> NAME/frame_N_seg.png + NAME_overlay.mp4; "
     "NAME_prediction.json records what produced them. A folder may hold NIfTI volumes, one or several DICOM series, or "
     "sub-folders of them (one mask per volume or series). Up-to-date outputs are skipped (--overwrite recomputes "
     "them); outputs made from another input, model or settings are recomputed. A bad input is reported in one "
     "line and the others are still processed (exit code 2); a failure to write outputs stops the batch (exit "
-    "code 1). Bundles not shipped with medseg are code and run only with --trust-bundle."
+    "code 1). Bundles not shipped with medseg are code and run only with --trust-bundle. The model file (--ckpt, "
+    "else the bundle's models/model.pt) may be a medseg checkpoint, a last.pt, a state dict, a TorchScript (.ts) "
+    "or an ONNX file; what it records (network, input size, normalisation, window, class names) wins over the "
+    "bundle's config unless --override sets the id, and each difference is reported in one warning line."
 )
 
 
@@ -45,8 +50,18 @@ def device_spec(value: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def override(value: str) -> tuple[str, object]:
+    """``ID=VALUE``: a config id of the bundle's inference.json and its value (JSON, else a string)."""
+    from medseg.inference.bundle import parse_override
+
+    try:
+        return parse_override(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def output_types(value: str) -> tuple[str, ...]:
-    """Comma-separated mask kinds for volumes (``nifti``; more as writers are registered)."""
+    """Comma-separated mask kinds for volumes (``nifti``, ``dicom-seg``, ``rtstruct``)."""
     from medseg.inference.writers import MaskWriter
 
     try:
@@ -87,7 +102,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created if needed)")
     parser.add_argument(
-        "--ckpt", type=existing_file, default=None, metavar="FILE", help="weights to use instead of models/model.pt"
+        "--ckpt",
+        type=existing_file,
+        default=None,
+        metavar="FILE",
+        help="model to use instead of the bundle's models/model.pt: a medseg checkpoint (.pt), a last.pt, a state "
+        "dict, a TorchScript (.ts, monai.bundle ckpt_export) or an ONNX file (.onnx, medseg export)",
+    )
+    parser.add_argument(
+        "--override",
+        type=override,
+        action="append",
+        default=None,
+        metavar="ID=VALUE",
+        help="set a config id of the bundle's inference.json (repeatable; VALUE is JSON, else a string), e.g. "
+        "--override spatial_size=[128,128] --override predictor#overlap=0.25",
     )
     parser.add_argument("--tta", action="store_true", help="test-time augmentation by flips (slower)")
     parser.add_argument(
@@ -107,7 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=output_types,
         default=None,
         metavar="TYPES",
-        help="comma-separated mask kinds for volumes, e.g. nifti (None: the bundle's, nifti); 2D inputs get PNG",
+        help="comma-separated mask kinds for volumes: nifti, dicom-seg, rtstruct (the last two for DICOM series "
+        "inputs only), e.g. nifti,dicom-seg,rtstruct (None: the bundle's, nifti); 2D inputs get PNG",
+    )
+    parser.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also write OUT_DIR/volumes.csv: the volume of each class in mL for every 3D case",
     )
     parser.add_argument(
         "--engine",
@@ -154,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
         list(args.input),
         args.output,
         ckpt=args.ckpt,
+        overrides=dict(args.override) if args.override else None,
         device=args.device,
         tta=True if args.tta else None,
         overwrite=args.overwrite,
@@ -166,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         intensity_check=args.intensity_check,
         num_parts=args.num_parts,
         part_id=args.part_id,
+        volumes=args.volumes,
     )
     for line in report.warnings:
         sys.stderr.write(f"medseg predict: warning: {line}\n")

@@ -47,8 +47,11 @@ Conventional ids the predictor refers to (MONAI model-zoo names):
     The network, e.g. ``{"_target_": "medseg.networks.CopleNet", "spatial_dims": 2, ...}``; a 2D network is
     applied slice-wise to volumes (the slice axis is the last one after RAS orientation: axial).
 ``ckpt_path``
-    ``"$@bundle_root + '/models/model.pt'"``: the trained weights (a state dict). A bundle without them
-    fails with a one-line error naming the missing file (``medseg predict --ckpt FILE`` points elsewhere).
+    ``"$@bundle_root + '/models/model.pt'"``: the trained model: a medseg checkpoint (what training writes), a
+    ``last.pt``, a bare state dict, a TorchScript or an ONNX file (:func:`medseg.checkpoint.load_model`). A bundle
+    without it fails with a one-line error naming the missing file (``medseg predict --ckpt FILE`` points
+    elsewhere). What a checkpoint records (network, input size, normalisation, window, class names) wins over
+    the ids below unless the caller overrides them (:func:`load_bundle`).
 ``device``, ``tta``
     ``"auto"`` and ``false`` by default; ``medseg predict --device``/``--tta`` override them
     (``--engine`` sets ``predictor#engine``: ``eager`` unless the bundle says otherwise).
@@ -63,7 +66,17 @@ Optional (defaults in brackets):
     "train": false, "spatial_size": [256, 320]}``; ``null`` for a kind the model does not take.
 ``writer`` [``medseg.inference.MaskWriter()``]
     ``{"_target_": "medseg.inference.MaskWriter", "label_colors": [[0, 0, 0], [255, 0, 0]],
-    "save_probabilities": false}``.
+    "save_probabilities": false, "class_names": "@class_names"}``.
+``class_names``, ``spatial_size``, ``normalization``, ``window``, ``intensity_range``, ``volume_window``
+    The ids a checkpoint's metadata sets (see ``ckpt_path``) when the config has them.
+
+MONAI model-zoo ids (what ``ConfigWorkflow(workflow_type="infer").check_properties()``, MONAI Label and MONAI
+Deploy look for; the shipped bundles have them): ``dataset_dir``, ``dataset`` (a MONAI ``Dataset`` whose
+``transform`` is ``@preprocessing``: a :class:`Preprocessing` is a MONAI ``Compose`` of its primary pipeline),
+``inferer`` (``SliceInferer`` for a 2D network on volumes), ``postprocessing`` (activation, ``Invertd`` over
+``@preprocessing``, argmax, ``SaveImaged``), ``handlers`` (``CheckpointLoader``) and ``evaluator`` (a
+``SupervisedEvaluator``); ``python -m monai.bundle run --run_id evaluate --config_file configs/inference.json
+--dataset_dir DIR`` runs it and writes the masks ``medseg predict`` writes.
 
 For ``python -m monai.bundle run --config_file configs/inference.json --bundle_root BUNDLE
 --input_paths "['scan.nii.gz']" --output_dir OUT``:
@@ -89,6 +102,7 @@ from medseg.inference.bundle import (
     UntrustedBundleError,
     is_shipped_bundle,
     load_bundle,
+    parse_override,
     predict_with_bundle,
 )
 from medseg.inference.checks import IntensityReference
@@ -128,6 +142,7 @@ __all__ = [
     "is_shipped_bundle",
     "load_bundle",
     "load_weights",
+    "parse_override",
     "predict_files",
     "predict_with_bundle",
     "register_writer",

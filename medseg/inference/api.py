@@ -7,12 +7,16 @@ segment_loaded` and written by the writers of :mod:`~medseg.inference.writers`; 
 input                                   written under ``OUTPUT_DIR``
 ======================================  =====================================================================
 NIfTI volume ``NAME.nii[.gz]``          ``NAME_seg.nii.gz`` (uint8 labels, the input's shape and header)
-DICOM series (folder)                   ``NAME_seg.nii.gz`` (the series' grid and RAS affine)
+DICOM series (folder)                   ``NAME_seg.nii.gz`` (the series' grid and RAS affine); with the output
+                                        types ``dicom-seg``/``rtstruct`` also ``NAME_seg.dcm`` (DICOM
+                                        Segmentation) / ``NAME_rtstruct.dcm`` (RT Structure Set)
 2D image ``NAME.png|jpg|bmp|tif``       ``NAME_seg.png`` (palette PNG of the labels) and ``NAME_overlay.png``
 2D NIfTI slice ``NAME.nii[.gz]``        ``NAME_seg.nii.gz``
 folder of frames ``NAME/``              ``NAME/FRAME_seg.png`` and ``NAME/FRAME_overlay.png`` per frame
 video ``NAME.mp4|avi|mov|mkv|...``      ``NAME/frame_000000_seg.png``... and ``NAME_overlay.mp4``
+every NIfTI mask                        ``NAME_seg_labels.json``: the class name of each label value
 every case                              ``NAME_prediction.json``: what produced the outputs (:mod:`.provenance`)
+with ``volumes=True``                   ``volumes.csv``: mL per class for every 3D case of the call
 ======================================  =====================================================================
 
 With ``save_probabilities`` (see :class:`~medseg.inference.writers.MaskWriter`) a ``NAME_prob.nii.gz``
@@ -51,6 +55,7 @@ from medseg.inference.provenance import (
     read_sidecar,
     sidecar_path,
 )
+from medseg.inference.reports import CaseVolumes
 from medseg.inference.segment import Segmentation, segment_loaded
 from medseg.inference.writers import (
     MaskWriter,
@@ -109,9 +114,10 @@ class CaseResult:
 
 @dataclass
 class PredictionReport:
-    """Per-case results of :func:`predict_files`."""
+    """Per-case results of :func:`predict_files` (and the ``volumes.csv`` it wrote, if asked to)."""
 
     results: list[CaseResult] = field(default_factory=list)
+    volumes_csv: Path | None = None
 
     def _with(self, status: Status) -> list[CaseResult]:
         return [r for r in self.results if r.status == status]
@@ -151,6 +157,8 @@ class PredictionReport:
         )
         if self.not_run:
             text += f", {len(self.not_run)} not run (stopped after an output error)"
+        if self.volumes_csv is not None:
+            text += f"; volumes in {self.volumes_csv}"
         return text
 
 
@@ -209,6 +217,7 @@ class _Batch:
         self.nonfinite: NonFinitePolicy = nonfinite
         self.intensity_check: IntensityPolicy = intensity_check
         self._digests: tuple[str, str, str] | None = None
+        self.volumes: dict[str, CaseVolumes] = {}
 
     # -------------------------------------------------------------- provenance
     def _fixed_digests(self) -> tuple[str, str, str]:
@@ -217,7 +226,9 @@ class _Batch:
             self._digests = (self.predictor.fingerprint(), digest_json(pre), digest_json(self.writer.settings()))
         return self._digests
 
-    def _begin(self, case: InputCase, planned: list[Path], stale: list[Path]) -> tuple[str, Provenance]:
+    def _begin(
+        self, case: InputCase, planned: list[Path], stale: list[Path]
+    ) -> tuple[str, Provenance, dict[str, Any] | None]:
         """``"skip"`` (up to date), ``"resume"`` (current but incomplete: keep what exists) or ``"fresh"``.
 
         ``planned`` are the outputs the case needs; ``stale`` those to remove when the case starts afresh.
@@ -233,8 +244,8 @@ class _Batch:
         if not self.overwrite and prov.matches(record):
             assert record is not None
             if record.get("state") == "complete" and all(p.exists() for p in planned):
-                return "skip", prov
-            return "resume", prov  # same input, model and settings: what exists is current, the rest is missing
+                return "skip", prov, record
+            return "resume", prov, record  # same input, model and settings: what exists is current, the rest is missing
         existing = [p for p in stale if p.exists()]
         if existing and not self.overwrite:
             what = ", ".join(prov.differences(record))
@@ -246,15 +257,46 @@ class _Batch:
         except OSError as err:
             raise OutputWriteError(f"cannot replace the outputs of {case.name}: {err}") from err
         self._record(side, prov, "partial")
-        return "fresh", prov
+        return "fresh", prov, None
 
-    def _record(self, side: Path, prov: Provenance, state: Literal["partial", "complete"]) -> None:
+    def _record(
+        self, side: Path, prov: Provenance, state: Literal["partial", "complete"], extra: dict[str, Any] | None = None
+    ) -> None:
         import json
 
         from medseg import __version__
 
         with writing(side) as tmp:
-            tmp.write_text(json.dumps(prov.record(state, __version__), indent=2) + "\n", encoding="utf-8")
+            record = {**prov.record(state, __version__), **(extra or {})}
+            tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    # -------------------------------------------------------------- volumes
+    def _volumes_of(self, case: InputCase, seg: Segmentation) -> dict[str, Any]:
+        """The class volumes of a 3D prediction (kept for ``volumes.csv``), as recorded in the case's sidecar."""
+        from medseg.inference.reports import mask_volumes
+
+        found = mask_volumes(seg.to_nifti(), self.writer.names(seg.num_classes, seg.labels), case=case.name)
+        self.volumes[case.name] = found
+        return {"volumes": {"voxel_ml": found.voxel_ml, "voxels": found.voxels}}
+
+    def _recorded_volumes(self, case: InputCase, record: dict[str, Any] | None) -> None:
+        """Volumes of a skipped case: from its sidecar, else from its NIfTI mask."""
+        from medseg.inference.reports import CaseVolumes, mask_volumes
+
+        saved = (record or {}).get("volumes")
+        if isinstance(saved, dict) and isinstance(saved.get("voxels"), dict):
+            voxel_ml = float(saved["voxel_ml"])
+            voxels = {str(k): int(v) for k, v in saved["voxels"].items()}
+            self.volumes[case.name] = CaseVolumes(
+                case.name, voxel_ml, voxels, {k: n * voxel_ml for k, n in voxels.items()}
+            )
+            return
+        mask = self.out / f"{case.name}_seg.nii.gz"
+        if mask.is_file() and self.writer.class_names:
+            try:
+                self.volumes[case.name] = mask_volumes(mask, self.writer.class_names, case=case.name)
+            except ValueError as err:
+                logger.warning("%s: no volumes (%s)", case.name, err)
 
     # -------------------------------------------------------------- prediction
     def _segment(self, raw: dict[str, Any], kind: InputKind, name: str) -> Segmentation:
@@ -276,8 +318,10 @@ class _Batch:
     def volume(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         writers = self.writer.writers_for(case)
         planned = [p for w in writers for p in w.paths(case, self.out, case.name)]
-        state, prov = self._begin(case, planned, planned)
+        known = self.writer.known_paths(case, self.out, case.name)
+        state, prov, record = self._begin(case, planned, [*planned, *(p for p in known if p not in planned)])
         if state == "skip":
+            self._recorded_volumes(case, record)
             return "skipped", planned, []
         reference = _nifti_reference(case.path) if case.source == "nifti" else None
         kind: InputKind = "image" if reference is not None and len(reference.shape) == 2 else "volume"
@@ -285,7 +329,8 @@ class _Batch:
         seg = self._segment(raw, kind, str(case.path))
         seg.reference = reference
         self._write(writers, case, seg, self.out, case.name)
-        self._record(sidecar_path(self.out, case.name), prov, "complete")
+        extra = self._volumes_of(case, seg) if kind == "volume" else None
+        self._record(sidecar_path(self.out, case.name), prov, "complete", extra)
         return "written", planned, seg.warnings
 
     def _image_file(self, case: InputCase, path: Path, folder: Path, stem: str, writers: list[OutputWriter]) -> Any:
@@ -299,7 +344,7 @@ class _Batch:
     def image(self, case: InputCase) -> tuple[Status, list[Path], list[str]]:
         writers = self.writer.writers_for(case)
         planned = [p for w in writers for p in w.paths(case, self.out, case.name)]
-        state, prov = self._begin(case, planned, planned)
+        state, prov, _ = self._begin(case, planned, planned)
         if state == "skip":
             return "skipped", planned, []
         warnings = self._image_file(case, case.path, self.out, case.name, writers)
@@ -318,7 +363,7 @@ class _Batch:
         writers = self.writer.writers_for(case)
         per_frame = {f: [p for w in writers for p in w.paths(case, folder, f.stem)] for f in case.files}
         planned = [p for paths in per_frame.values() for p in paths]
-        state, prov = self._begin(case, planned, planned)
+        state, prov, _ = self._begin(case, planned, planned)
         if state == "skip":
             return "skipped", [folder], []
         errors: list[str] = []
@@ -347,7 +392,7 @@ class _Batch:
         target = self.out / f"{case.name}_overlay.mp4"
         masks = PngMaskWriter(self.writer)
         old_frames = [p for p in folder.iterdir() if _VIDEO_FRAME_OUTPUT.match(p.name)] if folder.is_dir() else []
-        state, prov = self._begin(case, [target], [target, *old_frames])
+        state, prov, _ = self._begin(case, [target], [target, *old_frames])
         if state == "skip":
             return "skipped", [target, folder], []
         try:
@@ -446,6 +491,7 @@ def predict_files(
     intensity_check: IntensityPolicy = "error",
     num_parts: int = 1,
     part_id: int = 0,
+    volumes: bool = False,
 ) -> PredictionReport:
     """Segment every input and write masks in each input's own geometry (see the module docstring).
 
@@ -464,6 +510,8 @@ def predict_files(
             outside the range the model expects.
         num_parts: split the cases into this many disjoint shares (one per GPU or machine), in a fixed order.
         part_id: which share this call processes (``0 <= part_id < num_parts``).
+        volumes: write ``volumes.csv`` in ``output_dir``: one row per 3D case of this call (written or up to
+            date), the volume of each class in mL (voxel count times the voxel volume of the mask's header).
 
     Returns:
         A :class:`PredictionReport`; failed cases carry a one-line ``error`` naming the input. Nothing is
@@ -485,7 +533,7 @@ def predict_files(
     batch = _Batch(
         out,
         predictor,
-        preprocessing or Preprocessing(),
+        preprocessing if preprocessing is not None else Preprocessing(),
         writer or MaskWriter(),
         overwrite=overwrite,
         progress=progress,
@@ -530,7 +578,24 @@ def predict_files(
         elif result.status != "not run":
             logger.info("%s: %s in %.1f s", label, result.status, result.seconds)
         report.results.append(result)
+    if volumes:
+        report.volumes_csv = _write_volumes(out, report, batch.volumes)
     return report
+
+
+def _write_volumes(out: Path, report: PredictionReport, found: dict[str, CaseVolumes]) -> Path | None:
+    """``volumes.csv`` of the cases of this call that have 3D masks (in the order of the report)."""
+    from medseg.inference.reports import write_volumes_csv
+
+    rows = [found[r.name] for r in report.results if r.status in ("written", "skipped") and r.name in found]
+    if not rows:
+        logger.warning("no 3D masks among the cases: volumes.csv not written")
+        return None
+    path = out / "volumes.csv"
+    try:
+        return write_volumes_csv(path, rows, overwrite=True)  # a summary of this call, like evaluate's summary
+    except OSError as err:
+        raise OutputWriteError(f"cannot write {path}: {err.strerror or err}") from err
 
 
 def run_inference(

@@ -12,7 +12,8 @@ precision on CUDA.
 
 An engine wraps the network once per window shape (ONNX export and session creation take seconds) and is called
 with window batches ``(n, C, *roi)``; the batch axis is dynamic, so the last, smaller batch of a volume reuses the
-session. The exported graph and sessions live in memory only.
+session. The graph comes from :func:`medseg.export.onnx_model` and the ONNX Runtime session from
+:func:`medseg.export.onnx_session` (the exporter and session builder of ``medseg export``); both live in memory only.
 
 References:
     ONNX Runtime, https://onnxruntime.ai (CPU execution provider, graph optimisation level "all").
@@ -22,7 +23,6 @@ References:
 from __future__ import annotations
 
 import importlib.util
-import io
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
@@ -69,26 +69,6 @@ def _check(engine: str, device: torch.device) -> None:
         )
 
 
-def _onnx_bytes(network: nn.Module, example: torch.Tensor) -> bytes:
-    """The network as ONNX (opset 17) with a dynamic batch axis, exported by TorchScript tracing."""
-    import warnings
-
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer and deprecation warnings about the exporter itself
-        torch.onnx.export(
-            network,
-            (example,),
-            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return buffer.getvalue()
-
-
 class _PerShape:
     """Builds one runner per window shape ``(C, *roi)`` and dispatches window batches to it."""
 
@@ -101,21 +81,19 @@ class _PerShape:
         key = tuple(int(s) for s in windows.shape[1:])
         runner = self.runners.get(key)
         if runner is None:
+            from medseg.export import onnx_model
+
             example = torch.zeros((1, *key), dtype=torch.float32)
             logger.info("exporting the network to ONNX for windows of shape %s", key)
-            runner = self.runners[key] = self.build(_onnx_bytes(self.network, example))
+            runner = self.runners[key] = self.build(onnx_model(self.network, example, dynamic_spatial=False))
         array = windows.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(runner(array))
 
 
 def _onnxruntime(model: bytes) -> Callable[[Any], Any]:
-    import onnxruntime as ort
+    from medseg.export import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = onnx_session(model, "cpu", threads=torch.get_num_threads())
     return lambda array: session.run(None, {"image": array})[0]
 
 

@@ -12,6 +12,11 @@ mode (bilinear), and the result lies on the voxel grid of the file as loaded (ni
 Each pipeline is used in two steps: :meth:`Preprocessing.read` (its leading loader: raw intensities, which the
 input checks of :mod:`medseg.inference.checks` look at) or :meth:`Preprocessing.from_array` (the same from an
 array in memory, e.g. a video frame), then :meth:`Preprocessing.prepare` (the rest of the pipeline).
+
+A :class:`Preprocessing` is also a MONAI ``Compose`` of its *primary* pipeline (volumes when it takes them, else
+2D images): the ``preprocessing`` id of a bundle's ``inference.json`` is then both what ``medseg predict`` uses
+and the transform list that MONAI's model-zoo conventions expect under that id (the ``transform`` of the
+bundle's ``dataset``, inverted by ``Invertd`` in its ``postprocessing``; what MONAI Label and MONAI Deploy read).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
+from monai.transforms.compose import Compose
 
 from medseg.inference.checks import IntensityReference
 
@@ -61,8 +67,11 @@ def _is_invertible(transform: Any) -> bool:
     return isinstance(transform, InvertibleTransform)
 
 
-class Preprocessing:
+class Preprocessing(Compose):
     """The preprocessing pipelines of a model, per input kind, with the inversion of their spatial steps.
+
+    As a MONAI ``Compose`` it runs the primary pipeline's steps (``primary``), so it can be a dataset's
+    ``transform`` and ``Invertd``'s ``transform`` (see the module docstring).
 
     Args:
         volume: pipeline for 3D volumes (NIfTI files, DICOM series folders): a callable on ``{"image": path}``
@@ -76,9 +85,12 @@ class Preprocessing:
         intensity_reference: per kind (``"volume"``, ``"image"``), the raw intensities the model expects:
             ``[low, high]`` or a percentile summary of the training data (``{"percentile_00_5": ...,
             "percentile_99_5": ...}``); default: the range of each pipeline's fixed intensity scaling.
+        primary: the kind whose pipeline this ``Compose`` runs (``"volume"`` or ``"image"``); default: volumes
+            when the model takes them, else 2D images.
 
     Raises:
         TypeError: if a pipeline is not callable.
+        ValueError: for unknown ``intensity_reference`` keys or a ``primary`` kind without a pipeline.
 
     Example:
         >>> p = Preprocessing()
@@ -91,6 +103,7 @@ class Preprocessing:
         volume: Callable[[Mapping[str, Any]], Mapping[str, Any]] | Literal["default"] | None = "default",
         image: Callable[[Mapping[str, Any]], Mapping[str, Any]] | Literal["default"] | None = "default",
         intensity_reference: Mapping[str, Any] | None = None,
+        primary: InputKind | None = None,
     ) -> None:
         if volume == "default":
             from medseg.transforms import ct_volume_transforms
@@ -115,6 +128,16 @@ class Preprocessing:
             "volume": volume,
             "image": image,
         }
+        if primary is None:
+            primary = "volume" if volume is not None else "image"
+        if primary not in ("volume", "image"):
+            raise ValueError(f"primary must be 'volume' or 'image', got {primary!r}")
+        main = self.pipelines[primary]
+        if main is None and (volume is not None or image is not None):
+            raise ValueError(f"primary={primary!r}, but this preprocessing has no {primary} pipeline")
+        self.primary: InputKind = primary
+        steps = getattr(main, "transforms", None)
+        super().__init__(list(steps) if isinstance(steps, (list, tuple)) else [] if main is None else [main])
 
     def accepts(self, kind: InputKind) -> bool:
         """Whether this model has a pipeline for ``kind`` inputs."""
@@ -261,6 +284,54 @@ class Preprocessing:
         """:meth:`read` then :meth:`prepare` (the whole pipeline on ``{"image": path}``)."""
         return self.prepare(self.read(path, kind), kind)
 
+    def _scaling(self, kind: InputKind) -> tuple[float, float] | None:
+        """``(a_min, a_max)`` of the ``kind`` pipeline's first fixed scaling onto [0, 1], if it has one."""
+        steps = getattr(self.pipelines.get(kind), "transforms", None) or []
+        for step in steps:
+            scaler = getattr(step, "scaler", step)
+            a_min, a_max = getattr(scaler, "a_min", None), getattr(scaler, "a_max", None)
+            if type(scaler).__name__ == "ScaleIntensityRange" and a_min is not None and a_max is not None:
+                return float(a_min), float(a_max)
+        return None
+
+    def use_training_intensities(self, intensity: Any, source: str = "training data") -> list[str]:
+        """Compare inputs with the training data's intensities instead of the pipelines' ranges.
+
+        Args:
+            intensity: the training plan's fingerprint intensities (``plan["fingerprint"]["intensity"]``): one
+                ``{"percentile_00_5": lo, "percentile_99_5": hi, ...}`` per channel (or one such mapping), on
+                the [0, 1] scale that each pipeline's fixed scaling (8-bit range, CT window) maps the raw values
+                onto. They are mapped back through each pipeline's scaling to raw units (the percentiles over
+                all channels).
+            source: named in messages.
+
+        Returns:
+            The kinds whose reference now comes from the training data (not those given to the constructor or
+            without a fixed scaling).
+
+        Raises:
+            ValueError: if ``intensity`` holds no percentile pair.
+        """
+        items = [intensity] if isinstance(intensity, Mapping) else list(intensity or [])
+        try:
+            pairs = [IntensityReference.from_summary(item) for item in items]
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"training intensities {intensity!r}: expected percentile summaries per channel") from err
+        if not pairs:
+            raise ValueError("training intensities: no channel summaries given")
+        low, high = min(p.low for p in pairs), max(p.high for p in pairs)
+        used: list[str] = []
+        for kind in ("volume", "image"):
+            scaling = self._scaling(kind)
+            if self.references.get(kind) is not None or scaling is None or not scaling[1] > scaling[0]:
+                continue
+            a_min, a_max = scaling
+            raw_low, raw_high = a_min + low * (a_max - a_min), a_min + high * (a_max - a_min)
+            if raw_high > raw_low:
+                self.references[kind] = IntensityReference(raw_low, raw_high, source)
+                used.append(kind)
+        return used
+
     def intensity_reference(self, kind: InputKind) -> IntensityReference | None:
         """The raw intensity range the ``kind`` pipeline expects (see :mod:`medseg.inference.checks`).
 
@@ -270,14 +341,9 @@ class Preprocessing:
         given = self.references.get(kind)
         if given is not None:
             return given
-        steps = getattr(self.pipelines.get(kind), "transforms", None) or []
-        for step in steps:
-            scaler = getattr(step, "scaler", step)
-            a_min, a_max = getattr(scaler, "a_min", None), getattr(scaler, "a_max", None)
-            if type(scaler).__name__ == "ScaleIntensityRange" and a_min is not None and a_max is not None:
-                if float(a_max) > float(a_min):
-                    return IntensityReference(float(a_min), float(a_max), "the model's intensity scaling")
-                return None
+        scaling = self._scaling(kind)
+        if scaling is not None and scaling[1] > scaling[0]:
+            return IntensityReference(scaling[0], scaling[1], "the model's intensity scaling")
         return None
 
     def invert(self, kind: InputKind, data: Mapping[str, Any], prediction: torch.Tensor) -> torch.Tensor:

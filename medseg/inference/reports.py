@@ -1,6 +1,7 @@
 """What goes with a NIfTI mask: a label-names sidecar JSON and per-case class volumes in mL (a CSV).
 
-Sidecar (``NAME_seg.json`` beside ``NAME_seg.nii.gz``)::
+Sidecar (``NAME_seg_labels.json`` beside ``NAME_seg.nii.gz``; not ``NAME_seg.json``, so that ``NAME_seg.*`` names
+the mask alone, which is what scripts and ``medseg evaluate`` look for)::
 
     {"labels": {"0": "background", "1": "infection"},
      "mask": "NAME_seg.nii.gz",
@@ -69,9 +70,9 @@ def _nifti_stem(path: Path) -> str:
 
 
 def label_sidecar_path(mask_path: PathLike) -> Path:
-    """The sidecar of ``NAME.nii.gz``: ``NAME.json`` in the same folder."""
+    """The sidecar of ``NAME.nii.gz``: ``NAME_labels.json`` in the same folder."""
     p = Path(mask_path)
-    return p.with_name(f"{_nifti_stem(p)}.json")
+    return p.with_name(f"{_nifti_stem(p)}_labels.json")
 
 
 def write_label_sidecar(

@@ -52,6 +52,7 @@ class Segmentation:
         display: ``(H, W, 3)`` uint8 picture of a 2D input for overlays, where one is at hand.
         data: the preprocessed dictionary (``data["image"]`` carries the metadata of the input).
         warnings: one-line remarks (filled non-finite values, intensities outside the expected range).
+        num_classes: classes of the model (background included; 2 for a 1-channel sigmoid network).
     """
 
     labels: np.ndarray
@@ -61,6 +62,7 @@ class Segmentation:
     display: np.ndarray | None = None
     data: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    num_classes: int | None = None
 
     def to_nifti(self) -> Any:
         """The label map as a ``nibabel.Nifti1Image`` with the input's header (or its affine).
@@ -166,6 +168,7 @@ def segment_loaded(
         affine=affine,
         data=data,
         warnings=warnings,
+        num_classes=max(int(back.shape[0]), 2),
     )
 
 
@@ -217,7 +220,7 @@ def segment(
     Raises:
         ValueError: for an input the checks or the preprocessing refuse.
     """
-    pre = preprocessing or Preprocessing()
+    pre = preprocessing if preprocessing is not None else Preprocessing()
     reference = None
     if hasattr(image, "dataobj") and hasattr(image, "affine"):
         reference = image

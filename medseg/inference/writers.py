@@ -1,6 +1,6 @@
 """Writers of predictions, one class per output kind, and :class:`MaskWriter`, the output options of a bundle.
 
-Interface (adding an output kind, e.g. DICOM-SEG or RTSTRUCT, is one new class)::
+Interface (adding an output kind is one new class; the DICOM-SEG writer below is one)::
 
     @register_writer
     class DicomSegWriter(OutputWriter):
@@ -9,6 +9,18 @@ Interface (adding an output kind, e.g. DICOM-SEG or RTSTRUCT, is one new class):
         def accepts(self, case): return case.source == "dicom"
         def paths(self, case, folder, stem): return [folder / f"{stem}_seg.dcm"]
         def write(self, case, seg, folder, stem): ...   # seg: Segmentation (labels, affine, case.files, ...)
+
+Mask kinds for volumes (``MaskWriter(output_types=...)``, ``medseg predict --output-type``):
+
+=============  ==========================================================================================
+``nifti``      ``NAME_seg.nii.gz`` (labels) and ``NAME_seg_labels.json`` (class name of each label value and
+               what made the mask: :func:`~medseg.inference.reports.write_label_sidecar`)
+``dicom-seg``  ``NAME_seg.dcm``: a DICOM Segmentation referencing the source series (DICOM inputs only)
+``rtstruct``   ``NAME_rtstruct.dcm``: an RT Structure Set, one ROI per class (DICOM inputs only)
+=============  ==========================================================================================
+
+Segment labels, ROI names and codes come from the class names (``MaskWriter(class_names=...)``: the
+checkpoint's, else the bundle's ``class_names``; :func:`~medseg.inference.dicom_outputs.segment_code`).
 
 A writer is built with the :class:`MaskWriter` options (colours, opacity, class names) and called once per
 prediction: a volume, a 2D image, or one frame of a folder or video (``folder``/``stem`` then name the frame).
@@ -47,7 +59,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_COLORS",
+    "DICOM_KINDS",
     "WRITERS",
+    "DicomSegWriter",
     "MaskWriter",
     "NiftiMaskWriter",
     "OutputWriteError",
@@ -55,6 +69,7 @@ __all__ = [
     "OverlayWriter",
     "PngMaskWriter",
     "ProbabilityWriter",
+    "RtstructWriter",
     "VideoOverlayWriter",
     "even_frame",
     "overlay",
@@ -301,7 +316,10 @@ _IMAGE_SOURCES = ("image", "frames", "video")
 
 @register_writer
 class NiftiMaskWriter(OutputWriter):
-    """``STEM_seg.nii.gz``: uint8 labels with the input's shape and header (NIfTI), or the series' grid (DICOM)."""
+    """``STEM_seg.nii.gz`` (labels) and ``STEM_seg_labels.json`` (class names, what made the mask).
+
+    The mask has the input's shape and header (NIfTI) or the series' grid (DICOM).
+    """
 
     kind = "nifti"
 
@@ -309,12 +327,105 @@ class NiftiMaskWriter(OutputWriter):
         return case.source in _VOLUME_SOURCES
 
     def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
-        return [folder / f"{stem}_seg.nii.gz"]
+        from medseg.inference.reports import label_sidecar_path
+
+        mask = folder / f"{stem}_seg.nii.gz"
+        return [mask, label_sidecar_path(mask)]
+
+    def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
+        from medseg.inference.reports import write_label_sidecar
+
+        mask, sidecar = self.paths(case, folder, stem)
+        try:  # the sidecar first: a mask that exists always has its names
+            write_label_sidecar(
+                mask,
+                self.options.names(seg.num_classes, seg.labels),
+                provenance={**self.options.provenance, "input": case.path.name},
+                overwrite=True,
+            )
+        except OSError as err:
+            raise OutputWriteError(f"cannot write {sidecar}: {err.strerror or err}") from err
+        write_nifti_like(mask, seg.labels, seg.reference, seg.affine)
+        return [mask, sidecar]
+
+
+#: Mask kinds that only a DICOM series input can have (they reference its instances).
+DICOM_KINDS = ("dicom-seg", "rtstruct")
+
+
+class _DicomWriter(OutputWriter):
+    """Shared by the DICOM-SEG and RTSTRUCT writers: the source series and the mask on its grid."""
+
+    suffix: ClassVar[str]
+
+    def accepts(self, case: InputCase) -> bool:
+        return case.source == "dicom" and bool(case.files)
+
+    def paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        return [folder / f"{stem}{self.suffix}"]
+
+    def _source(self, case: InputCase) -> Any:
+        from medseg.inference.dicom_outputs import read_source_series
+
+        return read_source_series(list(case.files), series_uid=case.series_uid)
 
     def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
         (path,) = self.paths(case, folder, stem)
-        write_nifti_like(path, seg.labels, seg.reference, seg.affine)
+        if seg.affine is None:
+            raise ValueError(f"{stem}: the prediction has no geometry to place on the DICOM series")
+        names = self.options.names(seg.num_classes, seg.labels)
+        try:
+            self._write(seg, self._source(case), path, names)
+        except OSError as err:
+            raise OutputWriteError(
+                f"cannot write {path}: {err.strerror or err}; check the free space and permissions of the output folder"
+            ) from err
         return [path]
+
+    @abstractmethod
+    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None: ...
+
+
+@register_writer
+class DicomSegWriter(_DicomWriter):
+    """``STEM_seg.dcm``: a DICOM Segmentation (one binary segment per class) referencing the source series."""
+
+    kind = "dicom-seg"
+    suffix = "_seg.dcm"
+
+    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
+        from medseg.inference.dicom_outputs import write_dicom_seg
+
+        write_dicom_seg(
+            seg.labels,
+            seg.affine,  # type: ignore[arg-type]  # checked by write()
+            series,
+            path,
+            names,
+            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
+            overwrite=True,
+        )
+
+
+@register_writer
+class RtstructWriter(_DicomWriter):
+    """``STEM_rtstruct.dcm``: an RT Structure Set (one ROI per class, contours along pixel edges)."""
+
+    kind = "rtstruct"
+    suffix = "_rtstruct.dcm"
+
+    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
+        from medseg.inference.dicom_outputs import write_rtstruct
+
+        write_rtstruct(
+            seg.labels,
+            seg.affine,  # type: ignore[arg-type]  # checked by write()
+            series,
+            path,
+            names,
+            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
+            overwrite=True,
+        )
 
 
 @register_writer
@@ -432,9 +543,12 @@ class MaskWriter:
         video_fps: frame rate of overlay videos; default the input video's (10 if unknown).
         output_types: mask kinds for volumes (default ``["nifti"]``; see :func:`mask_kinds`); 2D inputs always
             get PNG masks.
+        class_names: the name of each class, background first (label sidecars, DICOM segment labels and ROI
+            names, volume columns); default ``background``, ``class_1``, ``class_2``, ...
+        provenance: what made the masks (bundle, checkpoint name and digest), written into the label sidecars.
 
     Raises:
-        ValueError: for bad colours, ``alpha`` or an unknown output type.
+        ValueError: for bad colours, ``alpha``, an unknown output type or repeated class names.
     """
 
     def __init__(
@@ -446,8 +560,12 @@ class MaskWriter:
         video_codec: str = "libx264",
         video_fps: float | None = None,
         output_types: Sequence[str] = ("nifti",),
+        class_names: Sequence[str] | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         self.colors = _check_colors(label_colors)
+        self.class_names = self.check_class_names(class_names)
+        self.provenance: dict[str, Any] = dict(provenance or {})
         if not 0.0 <= float(alpha) <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         self.alpha = float(alpha)
@@ -474,6 +592,29 @@ class MaskWriter:
             )
         return kinds
 
+    @staticmethod
+    def check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
+        """Validate class names (a list of distinct strings, background first) or ``None``."""
+        if class_names is None:
+            return None
+        if isinstance(class_names, str) or not all(isinstance(n, str) and n.strip() for n in class_names):
+            raise ValueError(f"class_names must be a list of names, background first, got {class_names!r}")
+        names = [str(n) for n in class_names]
+        if len(set(names)) != len(names) or len(names) < 2:
+            raise ValueError(f"class_names must be at least two distinct names (background first), got {names}")
+        return names
+
+    def names(self, num_classes: int | None = None, labels: np.ndarray | None = None) -> list[str]:
+        """Class names for a prediction: the configured ones, extended by ``class_K`` up to the class count.
+
+        The count is the larger of ``num_classes`` and the highest label value of ``labels`` plus one.
+        """
+        names = list(self.class_names or ["background"])
+        count = max(num_classes or 0, int(labels.max()) + 1 if labels is not None and labels.size else 0, 2)
+        if len(names) < count:
+            names += [f"class_{k}" for k in range(len(names), count)]
+        return names
+
     def overlay(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """:func:`overlay` with this writer's colours and opacity."""
         return overlay(image, mask, self.colors, self.alpha)
@@ -482,17 +623,37 @@ class MaskWriter:
         """The writers that apply to ``case``: its mask kinds, then the extras switched on.
 
         Raises:
-            ValueError: if none of ``output_types`` can be written for a volume input (e.g. only
-                ``dicom-seg`` for a NIfTI file).
+            ValueError: if one of ``output_types`` cannot be written for a volume input (``dicom-seg`` or
+                ``rtstruct`` for a NIfTI file).
         """
         kinds = ("png",) if case.source in _IMAGE_SOURCES else self.output_types
-        masks = [w for w in (WRITERS[k](self) for k in kinds) if w.accepts(case)]
-        if not masks:
+        writers = [WRITERS[k](self) for k in kinds]
+        refused = [w.kind for w in writers if not w.accepts(case)]
+        if refused:
+            needs = " (they need a DICOM series input)" if set(refused) <= set(DICOM_KINDS) else ""
             raise ValueError(
-                f"{case.path}: none of the output types {', '.join(kinds)} applies to a {case.source} input"
+                f"{case.path}: output type {', '.join(refused)} cannot be written for a {case.source} input{needs}; "
+                "drop it from --output-type (output_types) for this input"
             )
+        masks = writers
         extras = [cls(self) for cls in WRITERS.values() if cls.role == "extra"]
         return masks + [w for w in extras if w.accepts(case)]
+
+    def known_paths(self, case: InputCase, folder: Path, stem: str) -> list[Path]:
+        """Every file any registered writer would write for ``case``.
+
+        A recomputed case removes them first, so no output of another kind, model or input outlives it.
+        """
+        import copy
+
+        everything = copy.copy(self)  # extras as if switched on: their files of an earlier run count too
+        everything.save_probabilities = everything.save_overlays = True
+        paths: list[Path] = []
+        for cls in WRITERS.values():
+            writer = cls(everything)
+            if writer.accepts(case):
+                paths += [p for p in writer.paths(case, folder, stem) if p not in paths]
+        return paths
 
     def settings(self) -> dict[str, Any]:
         """What decides the bytes of the outputs (part of a case's provenance)."""
@@ -504,6 +665,8 @@ class MaskWriter:
             "video_codec": self.video_codec,
             "video_fps": self.video_fps,
             "output_types": list(self.output_types),
+            "class_names": self.class_names,
+            "provenance": self.provenance,
         }
 
     def open_video(self, path: Path, fps: float) -> Any:

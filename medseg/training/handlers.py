@@ -7,6 +7,12 @@ self-describing medseg checkpoint (:mod:`medseg.checkpoint`: the weights with th
 arguments, class names, trained input size, preprocessing, loss and plan). :class:`ResumeFromCheckpoint` reuses
 MONAI's ``CheckpointLoader`` (which restores the trainer's epoch/iteration as well as the weights) but only when a
 checkpoint exists, so the same command starts fresh or resumes.
+
+``last.pt`` also holds the random states (PyTorch's, CUDA's, NumPy's, Python's ``random`` and those of the random
+MONAI transforms of the training data), so a resumed run draws the same shuffles and augmentations as a run
+that was never interrupted (:func:`random_states`, :func:`restore_random_states`). A ``last.pt`` that cannot be
+used (truncated by a full disk, another run's) stops the run before it starts with one line that says what to do
+(:class:`ResumeError`).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping
+import random
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
@@ -37,8 +45,11 @@ from medseg.typing import PathLike
 __all__ = [
     "AtomicCheckpointSaver",
     "HistoryRecorder",
+    "ResumeError",
     "ResumeFromCheckpoint",
     "load_pretrained",
+    "random_states",
+    "restore_random_states",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,12 +82,146 @@ def _is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+# --------------------------------------------------------------------------------------------- random states
+#: Key of the random states in ``last.pt``.
+RNG_KEY = "rng_state"
+_MAX_WALK_DEPTH = 12
+
+
+def _randomizables(roots: list[Any]) -> Iterator[Any]:
+    """The MONAI ``Randomizable`` objects reachable from ``roots``, each random generator once, in a fixed order.
+
+    The walk follows object attributes (sorted by name) and list/tuple items, as MONAI's ``set_rnd`` does when a
+    ``DataLoader`` seeds its transforms, and goes on inside a ``Randomizable`` (a random ``OneOf`` holds random
+    transforms of its own). Tensors, arrays and modules are not entered.
+    """
+    from monai.transforms.transform import Randomizable
+
+    seen: set[int] = set()
+    generators: set[int] = set()
+
+    def walk(obj: Any, depth: int) -> Iterator[Any]:
+        if depth > _MAX_WALK_DEPTH or id(obj) in seen:
+            return
+        if isinstance(obj, torch.Tensor | np.ndarray | torch.nn.Module | torch.optim.Optimizer | str | bytes):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, list | tuple):
+            for item in obj:
+                yield from walk(item, depth + 1)
+            return
+        attributes = getattr(obj, "__dict__", None)
+        if not isinstance(attributes, dict):
+            return
+        if isinstance(obj, Randomizable) and id(obj.R) not in generators:
+            generators.add(id(obj.R))
+            yield obj
+        for key in sorted(attributes):
+            if not key.startswith("__"):
+                yield from walk(attributes[key], depth + 1)
+
+    for root in roots:
+        yield from walk(root, 0)
+
+
+def _data_sources(objects: Mapping[str, Any]) -> list[Any]:
+    """The datasets of the engines among ``objects`` (a trainer's ``data_loader.dataset``): the random transforms."""
+    sources = []
+    for obj in objects.values():
+        loader = getattr(obj, "data_loader", None)
+        dataset = getattr(loader, "dataset", None)
+        if dataset is not None:
+            sources.append(dataset)
+    return sources
+
+
+def _numpy_state(state: tuple[Any, ...]) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
+
+
+def _numpy_tuple(state: Mapping[str, Any]) -> tuple[Any, ...]:
+    keys = np.asarray(state["keys"].numpy(), dtype=np.uint32)
+    return (state["name"], keys, int(state["pos"]), int(state["has_gauss"]), float(state["cached_gaussian"]))
+
+
+def random_states(sources: list[Any] | None = None) -> dict[str, Any]:
+    """Every random state a training run draws from, as tensors and plain data (for ``weights_only`` loading).
+
+    Args:
+        sources: objects holding random MONAI transforms (e.g. the training dataset); each transform's
+            generator (``transform.R``) is recorded, in the order :func:`restore_random_states` finds them again.
+
+    Returns:
+        ``{"torch", "cuda", "numpy", "python", "transforms"}``.
+    """
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": _numpy_state(np.random.get_state(legacy=True)),  # type: ignore[arg-type]  # the legacy tuple
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss_next},
+        "transforms": [_numpy_state(t.R.get_state()) for t in _randomizables(list(sources or []))],
+    }
+
+
+def restore_random_states(state: Mapping[str, Any], sources: list[Any] | None = None) -> None:
+    """Set the random states recorded by :func:`random_states` (the random transforms found in ``sources``).
+
+    Transforms are matched by position; when their number differs from the record (another pipeline), their
+    states are left as they are, with a warning, and the global states are still restored.
+    """
+    torch.set_rng_state(state["torch"])
+    cuda = list(state.get("cuda") or [])
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    np.random.set_state(_numpy_tuple(state["numpy"]))
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    saved = list(state.get("transforms") or [])
+    found = list(_randomizables(list(sources or [])))
+    if len(saved) != len(found):
+        logger.warning(
+            "random states of %d transforms were saved but %d random transforms are in this run's pipeline; their "
+            "random states start afresh",
+            len(saved),
+            len(found),
+        )
+        return
+    for transform, record in zip(found, saved, strict=True):
+        transform.R.set_state(_numpy_tuple(record))
+
+
+class ResumeError(SystemExit):
+    """A ``last.pt`` that cannot be resumed from: the run stops with this one line on stderr (exit status 1).
+
+    A ``SystemExit`` on purpose: MONAI's config runner wraps every ``Exception`` raised while it evaluates an
+    expression (``RuntimeError: Failed to evaluate ...``), and ignite and MONAI's handlers add their own
+    tracebacks, so a plain error reached the user as three tracebacks; a ``SystemExit`` with a message passes
+    them all and Python prints just the message.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class AtomicCheckpointSaver:
     """Save the last training state every epoch and the best network by a validation metric, atomically.
 
     Files in ``save_dir``: ``last.pt`` (every object of ``save_dict``: network, optimizer, scheduler, trainer —
-    everything needed to resume — plus the metadata) and ``model.pt`` (a medseg checkpoint: the network weights
-    with their metadata, written whenever ``key_metric`` improves; without an evaluator, at every epoch).
+    everything needed to resume — plus the metadata and the random states, see :func:`random_states`) and
+    ``model.pt`` (a medseg checkpoint: the network weights with their metadata, written whenever ``key_metric``
+    improves; without an evaluator, at every epoch).
 
     The metadata combines what the config states (``metadata``) with what the run shows: the network's
     constructor arguments (:func:`medseg.checkpoint.network_spec`), the spatial size of the training batches
@@ -210,6 +355,7 @@ class AtomicCheckpointSaver:
         state["best_metric"] = torch.tensor(self.best_metric, dtype=torch.float64)
         state["best_epoch"] = torch.tensor(self.best_epoch)
         state["tag"] = self.tag
+        state[RNG_KEY] = random_states(_data_sources(self.save_dict))
         if _is_main_process():
             state[METADATA_KEY] = self.checkpoint_metadata(int(engine.state.epoch)).to_json()
         self._save(state, self.last_path)
@@ -248,7 +394,11 @@ class ResumeFromCheckpoint:
     """Continue a killed run from ``checkpoint`` (the saver's ``last.pt``) when that file exists.
 
     Restores every object of ``load_dict`` (network, optimizer, scheduler, trainer epoch/iteration) through
-    MONAI's ``CheckpointLoader``; does nothing when the file is absent, so one command both starts and resumes.
+    MONAI's ``CheckpointLoader``, then the random states the file records (:func:`restore_random_states`), so
+    the rest of the run draws the same shuffles and augmentations as an uninterrupted one; does nothing when the
+    file is absent, so one command both starts and resumes. The file is read and checked when the handler is
+    attached (a bundle's ``initialize``), before any training: a truncated or damaged file, one without the
+    objects to restore, or another run's stop the run with one line (:class:`ResumeError`).
 
     Args:
         checkpoint: path of ``last.pt``.
@@ -269,22 +419,60 @@ class ResumeFromCheckpoint:
         self.load_dict = {k: v for k, v in load_dict.items() if v is not None}
         self.saver = saver
         self.enabled = _as_bool(enabled, "resume")
+        self._saved: Mapping[str, Any] | None = None
+
+    def _advice(self) -> str:
+        best = self.checkpoint.with_name(self.saver.best_filename if self.saver is not None else "model.pt")
+        return (
+            f"resume from the best weights with --resume False --pretrained_ckpt {best} (a new optimizer state), "
+            "or start over with --resume False (overwriting the run's files)"
+        )
+
+    def read(self) -> Mapping[str, Any] | None:
+        """The checked content of ``checkpoint``, or ``None`` when resuming is off or there is no file.
+
+        Raises:
+            ResumeError: the file cannot be read, lacks an object of ``load_dict``, or belongs to another run.
+        """
+        if not self.enabled or not self.checkpoint.is_file():
+            return None
+        if self._saved is not None:
+            return self._saved
+        try:
+            saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as err:
+            detail = " ".join(str(err).split())[:160]
+            raise ResumeError(
+                f"cannot resume: {self.checkpoint} is damaged (truncated, e.g. by a full disk, or not a checkpoint: "
+                f"{type(err).__name__}: {detail}); {self._advice()}"
+            ) from err
+        if not isinstance(saved, Mapping):
+            raise ResumeError(f"cannot resume: {self.checkpoint} is not a training state file; {self._advice()}")
+        missing = [k for k in self.load_dict if k not in saved]
+        if missing:
+            raise ResumeError(
+                f"cannot resume: {self.checkpoint} holds no {', '.join(repr(k) for k in missing)} state (it has "
+                f"{', '.join(sorted(map(str, saved)))}); {self._advice()}"
+            )
+        if self.saver is not None and saved.get("tag", "") != self.saver.tag:
+            raise ResumeError(
+                f"cannot resume: {self.checkpoint} holds the state of another run (tag {saved.get('tag', '')!r}, "
+                f"this run {self.saver.tag!r}); give this run its own ckpt_dir, or pass --resume False to start "
+                "fresh (overwriting it)"
+            )
+        self._saved = saved
+        return saved
 
     def attach(self, trainer: Engine) -> None:
+        """Check ``checkpoint`` now (see :meth:`read`) and restore it when ``trainer`` starts."""
+        self.read()
         trainer.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        if not self.enabled or not self.checkpoint.is_file():
+        saved = self.read()
+        if saved is None:
             return
         from monai.handlers.checkpoint_loader import CheckpointLoader
-
-        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        if self.saver is not None and saved.get("tag", "") != self.saver.tag:
-            raise ValueError(
-                f"{self.checkpoint} holds the state of another run (tag {saved.get('tag', '')!r}, this run "
-                f"{self.saver.tag!r}); give this run its own ckpt_dir, or pass --resume False to start fresh "
-                "(overwriting it)"
-            )
 
         # map_location is passed on to torch.load, which takes a device string too
         loader = CheckpointLoader(
@@ -295,6 +483,13 @@ class ResumeFromCheckpoint:
         loader(engine)
         if self.saver is not None:
             self.saver.restore_best(saved)
+        if isinstance(saved.get(RNG_KEY), Mapping):
+            restore_random_states(saved[RNG_KEY], _data_sources(self.load_dict))
+        else:
+            logger.warning(
+                "%s records no random states (an older file): shuffles and augmentations start afresh", self.checkpoint
+            )
+        self._saved = None  # the states are in the objects now; do not keep a second copy
         logger.warning("resumed from %s at epoch %d", self.checkpoint, engine.state.epoch)
 
 

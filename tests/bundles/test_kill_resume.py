@@ -44,10 +44,12 @@ def _command(data: Path, run_dir: Path, epochs: int) -> list[str]:
 
 
 def test_killed_run_resumes_where_it_stopped(tmp_path: Path) -> None:
+    from medseg.data.plan import plan_datalist
     from medseg.data.synthetic import make_ct_slices
 
     data = tmp_path / "data"
-    make_ct_slices(data, num_cases=6, size=(SIZE, SIZE), seed=0)
+    datalist = make_ct_slices(data, num_cases=6, size=(SIZE, SIZE), seed=0)
+    plan_datalist(datalist, 2, data / "plan.json")  # train.json reads dataset_dir/plan.json
     run_dir = tmp_path / "run"
     command = _command(data, run_dir, epochs=6)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

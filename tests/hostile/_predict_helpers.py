@@ -51,6 +51,7 @@ def tiny_bundle(root: Path, payload: str | None = None, threshold: float = 0.5) 
 
     ``payload``: a ``$`` expression placed where the predictor's device is resolved (code a crafted bundle runs).
     """
+    from medseg.checkpoint import save_checkpoint
     from medseg.inference import inference_config
 
     network = {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 1}
@@ -60,5 +61,6 @@ def tiny_bundle(root: Path, payload: str | None = None, threshold: float = 0.5) 
     (root / "configs").mkdir(parents=True)
     (root / "models").mkdir()
     (root / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
-    torch.save(threshold_conv(threshold).state_dict(), root / "models" / "model.pt")
+    # a medseg checkpoint, as training writes them (a bare state dict would add a note that its metadata is missing)
+    save_checkpoint(root / "models" / "model.pt", threshold_conv(threshold).state_dict(), {"classes": ["bg", "fg"]})
     return root

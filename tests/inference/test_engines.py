@@ -49,3 +49,31 @@ def test_unknown_engine_and_wrong_device_are_refused():
 def test_eager_is_the_network_itself():
     net = _net()
     assert build_engine(net, "eager", torch.device("cpu")) is net
+
+
+def test_onnxruntime_engine_uses_the_exporter_and_session_builder_of_medseg_export(monkeypatch):
+    """One exporter and one session builder (medseg.export) serve both ``medseg export`` and the engine."""
+    if "onnxruntime" not in available_engines():
+        pytest.skip("onnxruntime is not installed (pip install 'medseg[export]')")
+    import medseg.export as export
+
+    calls: list[tuple[str, object]] = []
+    real_model, real_session = export.onnx_model, export.onnx_session
+
+    def model(*args, **kwargs):
+        calls.append(("model", kwargs.get("dynamic_spatial")))
+        return real_model(*args, **kwargs)
+
+    def session(*args, **kwargs):
+        calls.append(("session", kwargs.get("threads")))
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(export, "onnx_model", model)
+    monkeypatch.setattr(export, "onnx_session", session)
+    net = _net()
+    run = build_engine(net, "onnxruntime", torch.device("cpu"))
+    x = torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(run(x), net(x), rtol=1e-4, atol=1e-4)
+    # windows have one shape per run: the engine fixes the spatial axes; one thread per operator, as torch here
+    assert calls == [("model", False), ("session", torch.get_num_threads())]

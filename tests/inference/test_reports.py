@@ -93,7 +93,7 @@ def test_volumes_csv(tmp_path: Path) -> None:
 def test_label_sidecar(tmp_path: Path) -> None:
     mask = tmp_path / "case01_seg.nii.gz"
     out = write_label_sidecar(mask, CLASSES, provenance={"bundle": "covid19_ct_lesion", "input": "case01.nii.gz"})
-    assert out == label_sidecar_path(mask) == tmp_path / "case01_seg.json"
+    assert out == label_sidecar_path(mask) == tmp_path / "case01_seg_labels.json"
     data = json.loads(out.read_text())
     assert data["labels"] == {"0": "background", "1": "ground-glass opacity", "2": "consolidation"}
     assert data["mask"] == "case01_seg.nii.gz"

@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events
 from medseg.checkpoint import FORMAT, METADATA_KEY, load_checkpoint, load_model
 from medseg.networks import CopleNet
 from medseg.training import AtomicCheckpointSaver, HistoryRecorder, ResumeFromCheckpoint, load_pretrained
+from medseg.training.handlers import RNG_KEY, ResumeError
 
 
 def _trainer(net: torch.nn.Module, opt: torch.optim.Optimizer, losses: list[float] | None = None) -> Engine:
@@ -133,9 +134,9 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path: Path) -> None:
     saver.attach(trainer)
     trainer.run(DATA, max_epochs=1)
     _, _, trainer2, saver2 = _setup(tmp_path, tag="mc")
-    ResumeFromCheckpoint(tmp_path / "last.pt", saver2.save_dict, saver2).attach(trainer2)
-    with pytest.raises(ValueError, match=r"another run \(tag 'ce', this run 'mc'\)"):
-        trainer2.run(DATA, max_epochs=2)
+    # refused when attached (a bundle's initialize), before training starts: one line, no traceback
+    with pytest.raises(ResumeError, match=r"another run \(tag 'ce', this run 'mc'\)"):
+        ResumeFromCheckpoint(tmp_path / "last.pt", saver2.save_dict, saver2).attach(trainer2)
     # disabled resume starts over instead
     _, _, trainer3, saver3 = _setup(tmp_path, tag="mc")
     # "false" is what `--resume false` on a monai.bundle command line delivers
@@ -309,3 +310,87 @@ def test_history_drops_rows_after_the_resumed_epoch(tmp_path: Path) -> None:
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert rows[0]["train_loss"] == "0.5"  # kept
     assert rows[1]["train_loss"] != "0.4"  # recomputed
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "no trainer state"])
+def test_a_damaged_last_pt_stops_before_training_with_one_line(tmp_path: Path, damage: str) -> None:
+    _, _, trainer, saver = _setup(tmp_path)
+    saver.attach(trainer)
+    trainer.run(DATA, max_epochs=1)
+    last = tmp_path / "last.pt"
+    content = last.read_bytes()
+    if damage == "truncated":  # what a full disk or a kill during a non-atomic copy leaves
+        last.write_bytes(content[: len(content) // 2])
+    elif damage == "empty":
+        last.write_bytes(b"")
+    elif damage == "garbage":
+        last.write_bytes(b"not a checkpoint at all")
+    else:
+        state = torch.load(last, weights_only=True)
+        del state["trainer"]
+        torch.save(state, last)
+    _, _, trainer2, saver2 = _setup(tmp_path)
+    started: list[int] = []
+    trainer2.add_event_handler(Events.STARTED, lambda e: started.append(1))
+    with pytest.raises(ResumeError) as info:
+        ResumeFromCheckpoint(last, saver2.save_dict, saver2).attach(trainer2)
+    message = str(info.value)
+    assert isinstance(info.value, SystemExit)  # Python prints the message alone, as one line, and exits
+    assert info.value.code == message
+    assert "\n" not in message
+    assert str(last) in message
+    assert f"--pretrained_ckpt {tmp_path / 'model.pt'}" in message  # resume from the best weights ...
+    assert "start over with --resume False" in message  # ... or start over
+    assert not started
+
+
+def _noisy_loader(seed: int) -> Any:
+    """6 vectors, shuffled, each with fresh Gaussian noise from a random MONAI transform at every draw."""
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose, RandGaussianNoise
+
+    data = [torch.full((1, 4), float(i)) for i in range(6)]
+    transform = Compose([RandGaussianNoise(prob=1.0, std=0.5)])
+    return DataLoader(Dataset(data, transform=transform), batch_size=2, shuffle=True, num_workers=0)
+
+
+def _noisy_run(folder: Path, epochs: int, resume: bool) -> tuple[list[float], dict[str, torch.Tensor]]:
+    """A fresh "process": seeds set as a bundle's ``initialize`` does, objects built, optionally resumed."""
+    from monai.utils import set_determinism
+
+    set_determinism(seed=0)
+    net = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    losses: list[float] = []
+    trainer = _trainer(net, opt, losses)
+    loader = _noisy_loader(0)
+    trainer.data_loader = loader  # type: ignore[attr-defined]  # as MONAI's SupervisedTrainer holds it
+    saver = AtomicCheckpointSaver(folder, {"network": net, "optimizer": opt, "trainer": trainer})
+    if resume:
+        ResumeFromCheckpoint(folder / "last.pt", saver.save_dict, saver).attach(trainer)
+    saver.attach(trainer)
+    trainer.run(loader, max_epochs=epochs)
+    set_determinism(seed=None)
+    return losses, {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_a_resumed_run_continues_the_same_random_sequence(tmp_path: Path) -> None:
+    """2 epochs straight == 1 epoch, then a new process resuming for the 2nd (shuffles, transform noise)."""
+    straight, straight_weights = _noisy_run(tmp_path / "straight", 2, resume=False)
+    first, _ = _noisy_run(tmp_path / "split", 1, resume=False)
+    second, split_weights = _noisy_run(tmp_path / "split", 2, resume=True)
+    assert (len(straight), len(first), len(second)) == (6, 3, 3)
+    assert first + second == straight  # the very same losses, batch by batch
+    for key, value in straight_weights.items():
+        torch.testing.assert_close(split_weights[key], value, rtol=0, atol=0)
+    saved = torch.load(tmp_path / "split" / "last.pt", weights_only=True)[RNG_KEY]
+    assert len(saved["transforms"]) == 2  # the Compose (MONAI makes it Randomizable) and its noise transform
+
+    # without the random states (what last.pt held before), the resumed epoch draws other noise and order
+    last = tmp_path / "split" / "last.pt"
+    _noisy_run(tmp_path / "split", 1, resume=False)  # rewrite last.pt after epoch 1 ...
+    state = torch.load(last, weights_only=True)
+    del state[RNG_KEY]  # ... without its random states
+    torch.save(state, last)
+    without, _ = _noisy_run(tmp_path / "split", 2, resume=True)
+    assert without != second
