@@ -324,6 +324,8 @@ class _DicomWriter(OutputWriter):
     """Shared by the DICOM-SEG and RTSTRUCT writers: the source series and the mask on its grid."""
 
     suffix: ClassVar[str]
+    #: The function of :mod:`medseg.inference.dicom_outputs` that writes this kind.
+    function: ClassVar[str]
 
     def accepts(self, case: InputCase) -> bool:
         return case.source == "dicom" and bool(case.files)
@@ -349,8 +351,18 @@ class _DicomWriter(OutputWriter):
             ) from err
         return [path]
 
-    @abstractmethod
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None: ...
+    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
+        from medseg.inference import dicom_outputs
+
+        getattr(dicom_outputs, self.function)(
+            seg.labels,
+            seg.affine,
+            series,
+            path,
+            names,
+            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
+            overwrite=True,
+        )
 
 
 @register_writer
@@ -359,19 +371,7 @@ class DicomSegWriter(_DicomWriter):
 
     kind = "dicom-seg"
     suffix = "_seg.dcm"
-
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
-        from medseg.inference.dicom_outputs import write_dicom_seg
-
-        write_dicom_seg(
-            seg.labels,
-            seg.affine,  # type: ignore[arg-type]  # checked by write()
-            series,
-            path,
-            names,
-            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
-            overwrite=True,
-        )
+    function = "write_dicom_seg"
 
 
 @register_writer
@@ -380,19 +380,7 @@ class RtstructWriter(_DicomWriter):
 
     kind = "rtstruct"
     suffix = "_rtstruct.dcm"
-
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
-        from medseg.inference.dicom_outputs import write_rtstruct
-
-        write_rtstruct(
-            seg.labels,
-            seg.affine,  # type: ignore[arg-type]  # checked by write()
-            series,
-            path,
-            names,
-            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
-            overwrite=True,
-        )
+    function = "write_rtstruct"
 
 
 @register_writer
