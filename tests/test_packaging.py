@@ -25,7 +25,7 @@ PACKAGE = REPO_ROOT / "medseg"
 
 
 def _expected_data_files() -> set[str]:
-    """Every bundle's configs, docs, LICENSE and models/README.md, every loss overlay and study definition."""
+    """Every bundle's configs, docs, LICENSE, models/README.md and shipped model, every overlay and study."""
     bundles = [p for p in (PACKAGE / "bundles").iterdir() if (p / "configs").is_dir()]
     assert {p.name for p in bundles} >= {"covid19_ct_lesion", "robotic_instrument"}
     files: set[Path] = set()
@@ -33,6 +33,7 @@ def _expected_data_files() -> set[str]:
         files |= {p for p in (bundle / "configs").iterdir() if p.is_file()}
         files |= {p for p in (bundle / "docs").iterdir() if p.is_file()}
         files |= {bundle / "LICENSE", bundle / "models" / "README.md"}
+        files |= set((bundle / "models").glob("model.pt"))  # the shipped trained model
     files |= set((PACKAGE / "configs" / "losses").glob("*.json"))
     files |= set((PACKAGE / "configs" / "experiments").glob("*.json"))
     files |= set((PACKAGE / "configs" / "monai").glob("*.json"))  # MONAI's metadata schema, for offline checks
@@ -49,14 +50,21 @@ def _modules() -> set[str]:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("setuptools", minversion="77")
     src = tmp_path_factory.mktemp("src")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.pt", "sample_data", "runs", "eval")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "*.pt", "sample_data", "runs", "eval")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:  # the shipped models/model.pt travels, other .pt do not
+        shipped = (
+            {"model.pt"} if Path(folder).name == "models" and Path(folder).parent.parent.name == "bundles" else set()
+        )
+        return set(skip(folder, names)) - shipped
+
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO_ROOT / name, src / name)
     for name in ("medseg", "data_tools"):
         shutil.copytree(REPO_ROOT / name, src / name, ignore=ignore)
     # what a bundle run in place leaves behind must not ship
     covid = src / "medseg" / "bundles" / "covid19_ct_lesion"
-    (covid / "models" / "model.pt").write_bytes(b"weights")
+    (covid / "models" / "last.pt").write_bytes(b"resume state")
     (covid / "sample_data").mkdir()
     (covid / "sample_data" / "case.nii.gz").write_bytes(b"data")
     out = tmp_path_factory.mktemp("wheel")
@@ -78,7 +86,9 @@ def test_wheel_contains_bundles_overlays_studies_and_modules(wheel: Path) -> Non
     missing = (_expected_data_files() | _modules()) - names
     assert not missing, sorted(missing)
     assert "medseg/py.typed" in names
-    leftovers = [n for n in names if n.endswith(".pt") or "/sample_data/" in n or "__pycache__" in n]
+    shipped = {n for n in names if n.endswith("/models/model.pt")}
+    assert "medseg/bundles/covid19_ct_lesion/models/model.pt" in shipped
+    leftovers = [n for n in names - shipped if n.endswith(".pt") or "/sample_data/" in n or "__pycache__" in n]
     assert not leftovers, leftovers
     assert not [n for n in names if n.startswith(("tests/", "docs/"))]
 

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             half_precision_copy(args.model, args.half, overwrite=args.overwrite)
         except FileExistsError as err:
             raise CliError(str(err)) from err
-        sys.stdout.write(f"wrote {args.half} (float16 weights, same metadata)\n")
+        sys.stdout.write(f"wrote {args.half} (float16 weights, same metadata without local paths)\n")
     from medseg.checkpoint import describe_checkpoint
 
     if args.onnx is not None:

@@ -38,7 +38,7 @@ from monai.transforms.transform import MapTransform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ROI_MASK_KEY", "LungMaskd", "lung_mask"]
+__all__ = ["ROI_MASK_KEY", "BackgroundOutsided", "LungMaskd", "background_outside", "lung_mask"]
 
 #: Key of the mask outside which a prediction is background (see :func:`medseg.inference.segment`).
 ROI_MASK_KEY = "roi_mask"
@@ -163,4 +163,36 @@ class LungMaskd(MapTransform):
                 mask = np.ones(array.shape[1:], dtype=bool)
             tensor = torch.from_numpy(mask[None].astype(np.float32))
             d[self.mask_key] = MetaTensor(tensor, meta=dict(image.meta)) if isinstance(image, MetaTensor) else tensor
+        return d
+
+
+def background_outside(probabilities: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Set class probabilities ``(K, *spatial)`` to certain background where ``mask`` ``(1, *spatial)`` is <= 0.5.
+
+    What a region of interest such as the lungs means for a prediction: nothing outside it is a finding.
+    """
+    inside = torch.as_tensor(mask, device=probabilities.device)[0] > 0.5
+    background = torch.zeros_like(probabilities)
+    background[0] = 1.0
+    return torch.where(inside, probabilities, background)
+
+
+class BackgroundOutsided(MapTransform):
+    """:func:`background_outside` as a dictionary transform: ``keys`` (probabilities) outside ``mask_key``.
+
+    For MONAI post-processing chains (a bundle's ``postprocessing``) after ``Invertd`` has brought the
+    probabilities and the mask back to the input's grid. Without a mask in the data it changes nothing.
+    """
+
+    def __init__(self, keys: KeysCollection, mask_key: str = ROI_MASK_KEY, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.mask_key = mask_key
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        mask = d.get(self.mask_key)
+        if mask is None:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = background_outside(d[key], mask)
         return d

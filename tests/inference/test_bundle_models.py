@@ -20,7 +20,7 @@ from medseg.inference import load_bundle, predict_with_bundle
 from medseg.networks import CopleNet
 
 COVID = "covid19_ct_lesion"
-FEATURES = [8, 16, 32, 64, 128]  # the bundle says 32..512: a checkpoint with these widths needs rebuilding
+FEATURES = [8, 16, 32, 64, 128]  # the bundle says 16..256: a checkpoint with these widths needs rebuilding
 CLASSES = ["background", "ground-glass opacity", "consolidation"]
 NORMALIZATION = {"kind": "zscore", "clip": [0.05, 0.95], "mean": 0.4, "std": 0.25}
 
@@ -63,7 +63,7 @@ def test_a_checkpoint_rebuilds_its_network_and_its_settings_win(
         loaded = load_bundle(COVID, ckpt=ckpt, device="cpu")
     network = loaded.predictor.network
     assert isinstance(network, CopleNet)
-    assert list(network.features) == FEATURES  # not the bundle's 32..512
+    assert list(network.features) == FEATURES  # not the bundle's 16..256
     assert loaded.predictor.roi_size == (32, 32)
     assert loaded.writer.class_names == CLASSES
     assert loaded.model is not None
@@ -73,7 +73,7 @@ def test_a_checkpoint_rebuilds_its_network_and_its_settings_win(
     assert all("\n" not in line for line in lines)
     expected = {
         "network arguments differ (out_channels, features)": "running the checkpoint's network",
-        "checkpoint trained at 32x32, bundle runs at 256x256": "using the checkpoint's",
+        "checkpoint trained at 32x32, bundle runs at 256x240": "using the checkpoint's",
         "checkpoint has 3 classes, bundle 2": "using the checkpoint's",
         "preprocessing normalization differs": "using the checkpoint's",
     }
@@ -122,7 +122,7 @@ def test_a_bare_state_dict_loads_into_the_bundle_network_with_one_note(
     assert len(notes) == 1
     assert loaded.model is not None
     assert loaded.model.metadata is None
-    assert loaded.predictor.roi_size == (256, 256)  # the bundle's: nothing else to go by
+    assert loaded.predictor.roi_size == (256, 240)  # the bundle's: nothing else to go by
     assert loaded.writer.class_names == ["background", "infection"]  # the bundle's class_names
 
 
