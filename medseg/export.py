@@ -43,6 +43,7 @@ __all__ = [
     "ExportReport",
     "OnnxNetwork",
     "export_onnx",
+    "half_precision_copy",
     "load_onnx",
     "onnx_model",
     "onnx_session",
@@ -373,3 +374,25 @@ def load_onnx(path: PathLike, *, device: str = "cpu") -> LoadedModel:
     else:
         logger.warning("ONNX model %s stores no medseg metadata: using the bundle's settings", p)
     return LoadedModel(OnnxNetwork(session), metadata, "onnx", p)
+
+
+def half_precision_copy(src: PathLike, dst: PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``src``'s weights as float16 (half the file size) with the same metadata to ``dst``.
+
+    Networks are built in float32 and ``load_state_dict`` converts the stored float16 values back, so a model
+    loaded from the copy differs from the original only by float16 rounding of its weights (relative 2**-11).
+
+    Raises:
+        FileExistsError: ``dst`` exists and ``overwrite`` is false.
+        ValueError: ``src`` is not a readable ``.pt`` checkpoint.
+    """
+    from medseg.checkpoint import load_checkpoint, save_checkpoint
+
+    out = Path(dst)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    loaded = load_checkpoint(src)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in loaded.state_dict.items()}
+    save_checkpoint(out, state, loaded.metadata)
+    logger.info("wrote %s: float16 copy of %s", out, src)
+    return out

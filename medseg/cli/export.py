@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medseg.console import CliError, existing_file
 
-HELP = "describe a model file (.pt/.ts/.onnx) or export a medseg checkpoint to ONNX"
+HELP = "describe a model file (.pt/.ts/.onnx), export a medseg checkpoint to ONNX, or write a float16 copy"
 DESCRIPTION = (
     "--describe prints what a model file records: network and its arguments, classes, trained input size, "
     "preprocessing, loss, plan, versions. --onnx FILE exports a medseg checkpoint (model.pt written by training) "
@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--describe", action="store_true", help="print what the file records")
     parser.add_argument("--onnx", type=Path, default=None, metavar="FILE", help="write an ONNX model to FILE (.onnx)")
     parser.add_argument(
+        "--half", type=Path, default=None, metavar="FILE", help="write a float16 copy of the checkpoint to FILE (.pt)"
+    )
+    parser.add_argument(
         "--example-size",
         type=_positive,
         nargs="+",
@@ -45,8 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.describe and args.onnx is None:
-        raise CliError("nothing to do: give --describe, --onnx FILE, or both")
+    if not args.describe and args.onnx is None and args.half is None:
+        raise CliError("nothing to do: give --describe, --onnx FILE or --half FILE")
+    if args.half is not None:
+        from medseg.export import half_precision_copy
+
+        try:
+            half_precision_copy(args.model, args.half, overwrite=args.overwrite)
+        except FileExistsError as err:
+            raise CliError(str(err)) from err
+        sys.stdout.write(f"wrote {args.half} (float16 weights, same metadata)\n")
     from medseg.checkpoint import describe_checkpoint
 
     if args.onnx is not None:

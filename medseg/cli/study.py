@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="cpu, cuda or cuda:N for training and prediction (default: cpu)"
     )
     parser.add_argument("--no-report", action="store_true", help="do not write the report (another process will)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing; write the report from the runs finished so far"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list finished and pending runs; train nothing")
 
 
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         runs=args.runs,
         device=args.device,
         report=not args.no_report,
+        report_only=args.report_only,
         dry_run=args.dry_run,
         command=command,
         num_threads=args.threads,

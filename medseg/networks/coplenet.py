@@ -1,7 +1,7 @@
 """COPLE-Net: a U-Net variant with max/avg-pool downsampling, squeeze-excitation, bridges and ASPP.
 
 The network of Wang et al. (IEEE TMI 2020), used with GroupNorm by Li, Yu and Zhang (distribution-aware
-margin calibration, ``002_1f3568bddcc5ea2b.txt``), built here from MONAI blocks so that it is 2D or 3D and
+margin calibration (Li, Yu, Zhang, arXiv:2011.01462)), built here from MONAI blocks so that it is 2D or 3D and
 configurable from JSON.
 
 Layout (F = ``features``, default 32, 64, 128, 256, 512)::

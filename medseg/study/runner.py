@@ -398,6 +398,7 @@ def run_study(
     runs: Sequence[str] | None = None,
     dry_run: bool = False,
     report: bool = True,
+    report_only: bool = False,
     command: str | None = None,
     num_threads: int | None = 1,
     device: str = "cpu",
@@ -414,6 +415,7 @@ def run_study(
         runs: only these runs (default: all).
         dry_run: only plan: log which runs are finished and which would run; nothing is trained or written.
         report: write the report from every finished run at the end (also from runs of other processes).
+        report_only: train nothing; write the report from the runs finished so far.
         command: the command line recorded in the report.
         num_threads: ``torch.set_num_threads`` for the study (restored afterwards); ``None`` keeps torch's
             default. On a shared 2-core machine, two study processes with one thread each finish more runs per
@@ -443,7 +445,8 @@ def run_study(
         torch.set_num_threads(num_threads)
     start = time.perf_counter()
     try:
-        _execute(cfg, work, plan, result, device, progress)
+        if not report_only:
+            _execute(cfg, work, plan, result, device, progress)
     finally:
         torch.set_num_threads(old_threads)
     result.wall_seconds = round(time.perf_counter() - start, 1)

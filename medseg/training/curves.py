@@ -1,4 +1,4 @@
-"""Training curves: loss and mIoU per epoch from a ``history.csv`` (002_1f3568bddcc5ea2b.txt, Fig. 2)."""
+"""Training curves: loss and mIoU per epoch from a ``history.csv`` (Li, Yu and Zhang, arXiv:2011.01462, Fig. 2)."""
 
 from __future__ import annotations
 

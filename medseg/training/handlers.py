@@ -530,8 +530,8 @@ class HistoryRecorder:
     validation metric), so it survives interruption; on resume, rows after the resumed epoch are dropped. Attach
     it to the trainer before :class:`AtomicCheckpointSaver`: an epoch's row is then complete on disk before the
     ``last.pt`` of that epoch exists, so a run killed in between loses no row it will not recompute.
-    ``curves.png`` (loss and mIoU per epoch, the generalisation-gap view of 002_1f3568bddcc5ea2b.txt Fig. 2) is
-    drawn when training completes, or on demand with :func:`medseg.training.curves.plot_curves`.
+    ``curves.png`` (loss and mIoU per epoch, the generalisation-gap view of Li, Yu and Zhang, arXiv:2011.01462,
+    Fig. 2) is drawn when training completes, or on demand with :func:`medseg.training.curves.plot_curves`.
 
     Args:
         output_dir: folder for ``history.csv`` and ``curves.png``.

@@ -73,7 +73,7 @@ def validation_metrics(
     Keys (with ``prefix``): ``miou`` (dataset-level mIoU, background included: the papers' definition and the
     key metric that selects ``model.pt``), ``miou_fg`` (without background), ``mdice``, ``pixel_accuracy``,
     ``iou_<k>`` per class and, when ``loss_fn`` is given, ``loss`` (the training loss on validation data, for the
-    generalisation gap of 002_1f3568bddcc5ea2b.txt Fig. 2).
+    generalisation gap of Li, Yu and Zhang, arXiv:2011.01462, Fig. 2).
     """
     from monai.handlers.utils import from_engine
 

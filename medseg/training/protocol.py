@@ -1,6 +1,7 @@
 """The papers' two-stage protocol driven through MONAI bundles: CE pre-training, then fine-tuning with a loss.
 
-002_1f3568bddcc5ea2b.txt (Settings): every loss fine-tunes from the same CE-pre-trained COPLE-Net with AdamW at
+Li, Yu and Zhang ("Distribution-aware Margin Calibration for Medical Image Segmentation", arXiv:2011.01462,
+Settings): every loss fine-tunes from the same CE-pre-trained COPLE-Net with AdamW at
 1e-4. Each stage is one ``monai.bundle run`` of a bundle's ``train.json`` plus the loss overlay
 ``configs/losses/<loss>.json``, with its own ``ckpt_dir``/``output_dir``; a stage that finished (``done.json``
 present) is skipped, and an interrupted one resumes from its ``last.pt`` (the bundle's resume handler).

@@ -22,7 +22,7 @@ References:
     (COPLE-Net; the networks this project trains).
 
 Note:
-    The W1500/L-650 values are the project's specification of the COPLE-Net lung window (DESIGN/issue 4);
+    The W1500/L-650 values are the project's specification of the COPLE-Net lung window;
     the COPLE-Net paper is not among the project's paper copies, so they could not be checked against it.
 """
 

@@ -37,7 +37,7 @@ def test_describe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "nothing to do: give --describe, --onnx FILE, or both"),
+        ([], "nothing to do: give --describe, --onnx FILE or --half FILE"),
         (["--onnx", "out.txt"], "path must end in .onnx"),
     ],
 )
@@ -72,3 +72,20 @@ def test_export_to_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert out.startswith(f"wrote {tmp_path / 'model.onnx'} (opset 18; max |ONNX Runtime - PyTorch| = ")
     assert (tmp_path / "model.onnx").is_file()
     assert main(["export", str(ckpt), "--onnx", str(tmp_path / "model.onnx")]) == 2  # exists
+
+
+def test_half_precision_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from medseg.checkpoint import load_checkpoint, load_model
+
+    ckpt = _checkpoint(tmp_path / "model.pt")
+    half = tmp_path / "model_fp16.pt"
+    assert main(["export", str(ckpt), "--half", str(half)]) == 0
+    assert half.stat().st_size < 0.6 * ckpt.stat().st_size  # float16 weights: about half the file
+    assert load_checkpoint(half).metadata == load_checkpoint(ckpt).metadata
+    x = torch.randn(1, 1, 32, 32)
+    full, small = load_model(ckpt).model.eval(), load_model(half).model.eval()
+    with torch.no_grad():
+        # float16 weights keep 11 significant bits: the logits move by ~1e-3 of their scale, not more
+        torch.testing.assert_close(small(x), full(x), rtol=1e-2, atol=1e-2)
+    assert main(["export", str(ckpt), "--half", str(half)]) == 2  # never replaced without --overwrite
+    assert "--overwrite" in capsys.readouterr().err

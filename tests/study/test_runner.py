@@ -134,6 +134,27 @@ def test_interrupted_run_is_the_only_one_redone(finished: dict[str, Any], monkey
     assert (run_dir / "eval" / "result.json").is_file()
 
 
+def test_report_only_trains_nothing(finished: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("--report-only trained")
+
+    monkeypatch.setattr(protocol, "run_bundle", no_training)
+    root = finished["root"]
+    code = main(
+        [
+            "study",
+            str(finished["config"]),
+            "--work-dir",
+            str(root / "work"),
+            "--report-only",
+            "--results-dir",
+            str(root / "results5"),
+        ]
+    )
+    assert code == 0
+    assert "| recipe |" in (root / "results5" / "README.md").read_text(encoding="utf-8")
+
+
 def test_dry_run_cli_lists_done_runs(finished: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     root = finished["root"]
     code = main(["study", str(finished["config"]), "--work-dir", str(root / "work"), "--dry-run"])
