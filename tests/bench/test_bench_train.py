@@ -84,9 +84,9 @@ def test_two_epochs_on_the_cpu(tmp_path: Path):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("bundle", train.BUNDLES)
-def test_two_epochs_with_amp_on_cuda(tmp_path: Path, bundle: str):
-    result = train.bench_train(bundle, tmp_path / "w", device="cuda", cases=40, size=64)
+def test_two_epochs_with_amp_on_cuda(tmp_path: Path):
+    # the CE loss under MONAI's AMP (float16 autocast and a gradient scaler) on the GPU recipe's network
+    result = train.bench_train("covid19_ct_lesion", tmp_path / "w", device="cuda", cases=20, size=64)
     _check_result(result, tmp_path / "w", "cuda")
     assert result["amp"] is True  # the bundle turns MONAI's AMP on where CUDA is
     assert result["plan"]["device"] == "cuda"

@@ -16,8 +16,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_the_script_parses():
-    done = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("script", [SCRIPT, SCRIPT.with_name("gpu_wheels.sh")])
+def test_the_scripts_parse(script: Path):
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
 
