@@ -100,16 +100,14 @@ def test_cuda_asked_for_where_there_is_none(capsys):
 
 
 @pytest.mark.gpu
-def test_cuda_rows_agree_with_the_cpu(capsys):
-    # windows on the GPU (fp32, stitched on the GPU and on the host) against the same windows on the CPU: the masks
-    # agree and the logits match to TF32/cuDNN rounding
+def test_cuda_rows_agree_with_monai_plain(capsys):
+    # every row on the GPU (fp32 stitched on the GPU and in host memory, bf16 autocast) against MONAI plain on the
+    # GPU: the masks agree and the fp32 logits match to TF32/cuDNN rounding
     argv = ["--json", "--shape", "64", "64", "4", "--roi", "32", "32", "--sw-batch-size", "4", "--repeats", "1"]
-    assert infer.run(_parse(argv)) == 0
-    cpu = json.loads(capsys.readouterr().out)
     assert infer.run(_parse([*argv, "--device", "cuda", "--stitch-cpu", "--amp", "bf16"])) == 0
     gpu = json.loads(capsys.readouterr().out)
     assert gpu["device_name"]
-    assert gpu["windows_per_run"] == cpu["windows_per_run"]
+    assert gpu["windows_per_run"] == 36  # 3 x 3 windows of 32 at interval 16 on a 64 x 64 slice, 4 slices
     for name in ("monai_best", "medseg", "monai_best_stitch_cpu", "medseg_stitch_cpu"):
         assert gpu["rows"][name]["agreement"] >= 0.99, name
         assert gpu["rows"][name]["max_abs_logit_diff"] < 1e-2, name
