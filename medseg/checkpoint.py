@@ -52,7 +52,7 @@ import math
 import pickle
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 import torch
@@ -278,6 +278,19 @@ class CheckpointMetadata:
     def replace(self, **changes: Any) -> CheckpointMetadata:
         """A copy with ``changes`` applied (validated like :meth:`from_dict`)."""
         return CheckpointMetadata.from_dict({**self.to_dict(), **changes})
+
+    def portable(self) -> CheckpointMetadata:
+        """A copy without this machine's paths: the plan's ``datalist`` keeps only its file name.
+
+        A checkpoint travels (shared, shipped, published) while a local path can name a patient, a site or a user;
+        the plan's other fields describe the data without naming where it lives.
+        """
+        plan = self.plan
+        if not plan or not isinstance(plan.get("datalist"), str):
+            return self
+        return self.replace(
+            plan={**plan, "datalist": PureWindowsPath(plan["datalist"]).name}
+        )  # "/" and "\\" both split
 
     def completed(self, state_dict: Mapping[str, torch.Tensor] | None = None) -> CheckpointMetadata:
         """Fill ``in_channels``/``out_channels``/``spatial_dims`` from the network arguments or the weights."""

@@ -295,7 +295,7 @@ def write_slice_overlays(cases: Sequence[tuple[Path, Path, Path | None]]) -> lis
     Returns:
         The PNG paths.
     """
-    from medseg.inference.writers import write_png
+    from medseg.imageio import write_png
 
     written = []
     for image_path, mask_path, ref_path in cases:
@@ -314,7 +314,7 @@ def write_volume_overlay(image_path: Path, mask_path: Path, ref_path: Path | Non
     Each slice is drawn in voxel order (first axis down, second across), as the 2D slices are stored; the slices
     run left to right, then top to bottom, along the third axis.
     """
-    from medseg.inference.writers import write_png
+    from medseg.imageio import write_png
     from medseg.transforms.intensity import window_range
 
     lo, hi = window_range("lung")

@@ -379,6 +379,8 @@ def load_onnx(path: PathLike, *, device: str = "cpu") -> LoadedModel:
 def half_precision_copy(src: PathLike, dst: PathLike, *, overwrite: bool = False) -> Path:
     """Write ``src``'s weights as float16 (half the file size) with the same metadata to ``dst``.
 
+    The copy is meant to travel, so the metadata loses this machine's paths (:meth:`CheckpointMetadata.portable`).
+
     Networks are built in float32 and ``load_state_dict`` converts the stored float16 values back, so a model
     loaded from the copy differs from the original only by float16 rounding of its weights (relative 2**-11).
 
@@ -393,6 +395,6 @@ def half_precision_copy(src: PathLike, dst: PathLike, *, overwrite: bool = False
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     loaded = load_checkpoint(src)
     state = {k: v.half() if v.is_floating_point() else v for k, v in loaded.state_dict.items()}
-    save_checkpoint(out, state, loaded.metadata)
+    save_checkpoint(out, state, loaded.metadata.portable() if loaded.metadata is not None else None)
     logger.info("wrote %s: float16 copy of %s", out, src)
     return out

@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medseg.imageio import write_png
 from medseg.io import atomic_path, write_json
 from medseg.typing import PathLike
 
@@ -118,13 +119,6 @@ def _to_display(hu: np.ndarray) -> np.ndarray:
     """HU -> 8-bit lung-window display values (what the JPEG slices of the real COVID-19 data hold)."""
     lo, hi = _LUNG_WINDOW
     return np.round(np.clip((hu - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
 
 
 def _write_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
@@ -240,8 +234,8 @@ def make_ct_slices(
         stem = f"case_{i:03d}"
         img_path, lab_path = out / "images" / f"{stem}{suffix}", out / "labels" / f"{stem}{suffix}"
         if fmt == "png":
-            _write_png(img_path, image)
-            _write_png(lab_path, label)
+            write_png(img_path, image)
+            write_png(lab_path, label)
         else:
             affine = np.eye(4)
             _write_nifti(img_path, image, affine)
@@ -381,8 +375,8 @@ def make_instrument_frames(
             shade = 1.0 + 0.15 * _smooth_noise(rng, (h, w), 4)[..., None]  # uneven endoscope lighting
             frame = np.clip(frame * shade, 0, 255).astype(np.uint8)
             stem = f"frame{f:03d}"
-            _write_png(out / "images" / seq / f"{stem}.png", frame)
-            _write_png(out / "labels" / seq / f"{stem}.png", np.asarray(lab_img, dtype=np.uint8))
+            write_png(out / "images" / seq / f"{stem}.png", frame)
+            write_png(out / "labels" / seq / f"{stem}.png", np.asarray(lab_img, dtype=np.uint8))
             entries.append(
                 {
                     "image": f"images/{seq}/{stem}.png",

@@ -34,6 +34,7 @@ from medseg.inference.checks import (
 )
 from medseg.inference.predictor import Predictor
 from medseg.inference.preprocessing import InputKind, Preprocessing
+from medseg.transforms.lungs import ROI_MASK_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,14 @@ def segment_loaded(
     data = preprocessing.prepare({**raw, "image": checked}, kind)
     probs = predictor.predict_proba(data["image"].unsqueeze(0))[0]
     back = preprocessing.invert(kind, data, probs)
+    roi = data.get(ROI_MASK_KEY)
+    if (
+        roi is not None
+    ):  # the preprocessing's region of interest (e.g. the lungs), on the input's grid: background outside
+        inside = preprocessing.invert(kind, data, torch.as_tensor(roi, dtype=torch.float32)[:1])[0] > 0.5
+        background = torch.zeros_like(back)
+        background[0] = 1.0
+        back = torch.where(inside, back, background)
     labels = predictor.labels_from_proba(back.unsqueeze(0))[0, 0].numpy()
     affine = None
     if kind == "volume":

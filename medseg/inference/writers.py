@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from medseg.imageio import LABEL_COLORS, write_label_png, write_png
 from medseg.io import atomic_path
 from medseg.typing import PathLike
 
@@ -76,22 +77,11 @@ __all__ = [
     "read_rgb",
     "register_writer",
     "write_nifti_like",
-    "write_png",
 ]
 
-#: Label colours (RGB) used when a bundle gives none: background black (not drawn), then distinct hues.
-DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0),
-    (255, 0, 0),
-    (0, 255, 0),
-    (0, 0, 255),
-    (255, 255, 0),
-    (255, 0, 255),
-    (0, 255, 255),
-    (255, 128, 0),
-    (128, 0, 255),
-    (0, 128, 255),
-)
+#: Label colours (RGB) used when a bundle gives none: the palette of medseg's PNG masks (background black, not
+#: drawn in overlays).
+DEFAULT_COLORS = LABEL_COLORS
 
 
 class OutputWriteError(RuntimeError):
@@ -174,29 +164,6 @@ def write_nifti_like(
         image.header.set_sform(np.asarray(affine, dtype=np.float64), code=1)
     with writing(path) as tmp:
         nib.save(image, str(tmp))
-
-
-def write_png(path: PathLike, array: np.ndarray, palette: np.ndarray | None = None) -> None:
-    """Write a ``(H, W)`` label map or ``(H, W, 3)`` RGB image as PNG, atomically.
-
-    Args:
-        path: the ``.png`` file.
-        array: uint8 labels or RGB.
-        palette: ``(L, 3)`` uint8 colours: the labels are stored as palette indices (viewable in colour, read
-            back as the label values).
-    """
-    from PIL import Image
-
-    array = np.ascontiguousarray(array)
-    if palette is not None and array.ndim == 2 and array.dtype == np.uint8:
-        colors = np.asarray(palette, dtype=np.uint8)
-        table = colors[np.arange(256) % len(colors)]  # labels beyond the table reuse it, as overlays do
-        image = Image.frombytes("P", (array.shape[1], array.shape[0]), array.tobytes())
-        image.putpalette(table.reshape(-1).tolist())
-    else:
-        image = Image.fromarray(array)
-    with writing(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def read_rgb(path: PathLike) -> np.ndarray:
@@ -357,6 +324,8 @@ class _DicomWriter(OutputWriter):
     """Shared by the DICOM-SEG and RTSTRUCT writers: the source series and the mask on its grid."""
 
     suffix: ClassVar[str]
+    #: The function of :mod:`medseg.inference.dicom_outputs` that writes this kind.
+    function: ClassVar[str]
 
     def accepts(self, case: InputCase) -> bool:
         return case.source == "dicom" and bool(case.files)
@@ -382,8 +351,18 @@ class _DicomWriter(OutputWriter):
             ) from err
         return [path]
 
-    @abstractmethod
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None: ...
+    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
+        from medseg.inference import dicom_outputs
+
+        getattr(dicom_outputs, self.function)(
+            seg.labels,
+            seg.affine,
+            series,
+            path,
+            names,
+            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
+            overwrite=True,
+        )
 
 
 @register_writer
@@ -392,19 +371,7 @@ class DicomSegWriter(_DicomWriter):
 
     kind = "dicom-seg"
     suffix = "_seg.dcm"
-
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
-        from medseg.inference.dicom_outputs import write_dicom_seg
-
-        write_dicom_seg(
-            seg.labels,
-            seg.affine,  # type: ignore[arg-type]  # checked by write()
-            series,
-            path,
-            names,
-            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
-            overwrite=True,
-        )
+    function = "write_dicom_seg"
 
 
 @register_writer
@@ -413,19 +380,7 @@ class RtstructWriter(_DicomWriter):
 
     kind = "rtstruct"
     suffix = "_rtstruct.dcm"
-
-    def _write(self, seg: Segmentation, series: Any, path: Path, names: list[str]) -> None:
-        from medseg.inference.dicom_outputs import write_rtstruct
-
-        write_rtstruct(
-            seg.labels,
-            seg.affine,  # type: ignore[arg-type]  # checked by write()
-            series,
-            path,
-            names,
-            algorithm_name=str(self.options.provenance.get("bundle") or "medseg"),
-            overwrite=True,
-        )
+    function = "write_rtstruct"
 
 
 @register_writer
@@ -443,7 +398,10 @@ class PngMaskWriter(OutputWriter):
     def write(self, case: InputCase, seg: Segmentation, folder: Path, stem: str) -> list[Path]:
         (path,) = self.paths(case, folder, stem)
         labels = seg.labels if seg.labels.dtype == np.uint8 else seg.labels.astype(np.uint16)
-        write_png(path, labels, self.options.colors if labels.dtype == np.uint8 else None)
+        if labels.dtype == np.uint8:
+            write_label_png(path, labels, colors=self.options.colors.tolist())
+        else:
+            write_png(path, labels)
         return [path]
 
 

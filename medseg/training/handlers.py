@@ -634,7 +634,7 @@ def _configured_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             data["plan"] = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"checkpoint metadata plan {path} is not valid JSON: {err}") from err
-    validated = CheckpointMetadata.from_dict(data, source="AtomicCheckpointSaver metadata").to_dict()
+    validated = CheckpointMetadata.from_dict(data, source="AtomicCheckpointSaver metadata").portable().to_dict()
     return {k: v for k, v in validated.items() if k in data or (k == "extra" and v)}
 
 

@@ -25,7 +25,7 @@ from monai.transforms.intensity.dictionary import (
     RandScaleIntensityd,
     RandShiftIntensityd,
 )
-from monai.transforms.spatial.dictionary import Orientationd, RandFlipd, Spacingd
+from monai.transforms.spatial.dictionary import Orientationd, RandFlipd, Resized, Spacingd
 from monai.transforms.utility.dictionary import SqueezeDimd
 
 from medseg.transforms._build import (
@@ -46,6 +46,7 @@ from medseg.transforms.augment import AugmentationSpec, resolve_augmentation
 from medseg.transforms.channels import AdaptChannelsd, EnsureSpatialDimsd
 from medseg.transforms.intensity import WindowSpec, intensity_range_transform, window_transform, zscore_transforms
 from medseg.transforms.labels import LabelMapSpec
+from medseg.transforms.lungs import ROI_MASK_KEY, LungMaskd
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def ct_volume_transforms(
     label_dtype: str | None = "int64",
     series_uid: str | None = None,
     check_spacing: bool = True,
+    crop_lungs: bool = False,
+    lung_margin: int = 10,
+    plane_size: Sequence[int] | None = None,
     seed: int | None = None,
 ) -> Compose:
     """Pipeline for CT volumes: load, reorient, resample, window, crop; random crops and flips for training.
@@ -131,6 +135,13 @@ def ct_volume_transforms(
         label_dtype: dtype of the label tensors at the end (``None``: keep float32).
         series_uid: DICOM series to read when a folder holds several.
         check_spacing: refuse DICOM series with uneven slice spacing.
+        crop_lungs: for a 2D model trained on slices cropped around the lungs (inference): compute the lung mask
+            on the HU image (:class:`~medseg.transforms.lungs.LungMaskd`), crop to its bounding box plus
+            ``lung_margin`` voxels in-plane (``CropForegroundd``) and keep it under ``roi_mask`` (predictions
+            outside it are background). Both undone by ``Invertd``.
+        lung_margin: in-plane voxels kept around the lungs' bounding box.
+        plane_size: ``[H, W]``: resize every slice to this size after the crop (``Resized``, the slice count
+            kept), the input size of a 2D model trained on resized slices.
         seed: seed the random transforms (reproducible sequence); ``None`` leaves MONAI's global state.
 
     Returns:
@@ -172,9 +183,37 @@ def ct_volume_transforms(
         t.append(Orientationd(all_keys, axcodes=orientation))
     if spacing_list is not None:
         t.append(Spacingd(all_keys, pixdim=spacing_list, mode=modes, dtype="float32"))
+    plane = check_size("plane_size", plane_size, 2, name, allow_none=True)
+    if crop_lungs and train:
+        raise ValueError(f"{name}: crop_lungs is for inference (it crops to a mask computed from HU); use train=False")
+    if crop_lungs:
+        t.append(LungMaskd(image_key, ROI_MASK_KEY))
     if window is not None:
         t.append(window_transform(image_key, window))
     zscore = zscore_transforms(image_key, normalize, name)
+    if crop_lungs:
+        margin = int(lung_margin)
+        if margin < 0:
+            raise ValueError(f"{name}: lung_margin must be >= 0 voxels, got {lung_margin!r}")
+        t.append(
+            CropForegroundd(
+                [*all_keys, ROI_MASK_KEY],
+                source_key=ROI_MASK_KEY,
+                margin=[margin, margin, 0],
+                allow_smaller=True,
+                start_coord_key=None,
+                end_coord_key=None,
+            )
+        )
+    if plane is not None:
+        t.append(
+            Resized(
+                [*all_keys, *([ROI_MASK_KEY] if crop_lungs else [])],
+                spatial_size=[*plane, -1],
+                # "nearest-exact" samples pixel centres; torch's "nearest" would shift the masks by half a pixel
+                mode=["bilinear"] + ["nearest-exact"] * (len(all_keys) - 1 + int(crop_lungs)),
+            )
+        )
     if crop_foreground:
         t.append(
             CropForegroundd(

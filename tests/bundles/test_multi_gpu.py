@@ -70,7 +70,7 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(tmp_path: Path) -> None
     assert done.returncode == 0, log[-4000:]
     assert "gloo" in log or "Engine run finished" in log
 
-    last = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True)
+    last = torch.load(run_dir / "runs" / "models" / "last.pt", map_location="cpu", weights_only=True)
     assert last["tag"] == "mc"
     # 6 training items over 2 ranks with batch 2: 2 iterations per rank and epoch, 1 epoch
     assert last["trainer"]["epoch_length"] == 2
@@ -88,7 +88,7 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(tmp_path: Path) -> None
         [str(BUNDLES / COVID / "configs" / "train.json"), str(BUNDLES / COVID / "configs" / "evaluate.json")],
         {
             **overrides,
-            "ckpt_dir": str(run_dir / "models"),
+            "ckpt_dir": str(run_dir / "runs" / "models"),  # training's default: output_dir/models
             "output_dir": str(evaluation),
             "eval_split": "validation",
         },

@@ -81,7 +81,7 @@ def test_half_precision_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     half = tmp_path / "model_fp16.pt"
     assert main(["export", str(ckpt), "--half", str(half)]) == 0
     assert half.stat().st_size < 0.6 * ckpt.stat().st_size  # float16 weights: about half the file
-    assert load_checkpoint(half).metadata == load_checkpoint(ckpt).metadata
+    assert load_checkpoint(half).metadata == load_checkpoint(ckpt).metadata  # no plan: nothing to drop
     x = torch.randn(1, 1, 32, 32)
     full, small = load_model(ckpt).model.eval(), load_model(half).model.eval()
     with torch.no_grad():
@@ -89,3 +89,20 @@ def test_half_precision_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         torch.testing.assert_close(small(x), full(x), rtol=1e-2, atol=1e-2)
     assert main(["export", str(ckpt), "--half", str(half)]) == 2  # never replaced without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_half_precision_copy_drops_local_paths(tmp_path: Path) -> None:
+    """The shipped copy keeps what the plan says about the data, not where the data lived on this machine."""
+    from medseg.checkpoint import load_checkpoint
+
+    torch.manual_seed(0)
+    plan = {"datalist": "/home/site/patients/jane_doe/datalist.json", "num_cases": 3, "batch_size": 2}
+    ckpt = tmp_path / "model.pt"
+    save_checkpoint(ckpt, CopleNet(2, 1, 2, features=(8, 16, 32, 64, 128)), {"plan": plan})
+    half = tmp_path / "half.pt"
+    assert main(["export", str(ckpt), "--half", str(half)]) == 0
+    copied = load_checkpoint(half).metadata
+    assert copied is not None
+    assert copied.plan is not None
+    assert copied.plan == {**plan, "datalist": "datalist.json"}
+    assert "jane_doe" not in half.read_bytes().decode("latin-1")

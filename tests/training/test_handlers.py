@@ -203,7 +203,8 @@ def test_model_pt_describes_the_network_classes_input_size_and_preprocessing(tmp
     net = CopleNet(2, 1, 2, features=[8, 16, 32, 64, 128], norm=["group", {"num_groups": 2}])
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     trainer = _image_trainer(net, opt)
-    (tmp_path / "plan.json").write_text(json.dumps({"normalization": {"mean": -600.0, "std": 400.0}}))
+    plan = {"normalization": {"mean": -600.0, "std": 400.0}, "datalist": str(tmp_path / "site" / "datalist.json")}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
     configured = {
         "bundle": "covid19_ct_lesion",
         "classes": ["background", "infection"],
@@ -236,7 +237,8 @@ def test_model_pt_describes_the_network_classes_input_size_and_preprocessing(tmp
     assert meta.classes == ["background", "infection"]
     assert meta.preprocessing == configured["preprocessing"]
     assert meta.loss == {"name": "ce", "_target_": "torch.nn.modules.CrossEntropyLoss"}
-    assert meta.plan == {"normalization": {"mean": -600.0, "std": 400.0}}
+    # the plan as written, without this machine's path to the datalist
+    assert meta.plan == {"normalization": {"mean": -600.0, "std": 400.0}, "datalist": "datalist.json"}
     assert (meta.bundle, meta.in_channels, meta.out_channels, meta.spatial_dims) == ("covid19_ct_lesion", 1, 2, 2)
     net.eval()
     x = torch.rand(1, 1, 32, 48)
