@@ -22,7 +22,7 @@ TORCH_SOURCE_SH = case "$(TORCH_INDEX)" in \
 	*) echo "TORCH_INDEX must be auto, local, cpu or cuda, got '$(TORCH_INDEX)'" >&2; exit 2 ;; \
 	esac
 
-.PHONY: venv torch-source demo test test-all lint typecheck bench clean
+.PHONY: venv torch-source demo test test-all lint typecheck bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,5 +64,12 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/medseg bench loss
 	$(VENV)/bin/medseg bench infer
 
+# Every CUDA check and timing in <= 8 minutes on one GPU (docs/results/gpu.md). No venv prerequisite: a lent GPU
+# machine has no network; the script takes .venv/bin/python when present, else python3 (its --wheels adds the rest).
+# CPU dry run: make gpu-check GPU_CHECK_ARGS="--device cpu --tiny"
+GPU_CHECK_ARGS ?=
+gpu-check:
+	bash scripts/gpu_check.sh $(GPU_CHECK_ARGS)
+
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) demo_output gpu_out .pytest_cache .mypy_cache .ruff_cache build *.egg-info

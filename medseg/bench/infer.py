@@ -14,6 +14,16 @@ window settings (window size, overlap, Gaussian blending with σ = 0.125·roi, w
 ``medseg_<engine>``
     with ``--engines``: the Predictor running the network on another engine (``compile``, ``onnxruntime``,
     ``openvino``; see :mod:`medseg.inference.engines`), where installed.
+``monai_best_amp_<p>``, ``medseg_amp_<p>``
+    with ``--amp bf16|fp16`` (CUDA only): the same two under CUDA autocast; blending stays in float32.
+``monai_best_stitch_cpu``, ``medseg_stitch_cpu``
+    with ``--stitch-cpu`` (CUDA only): the network on the GPU, the blended output accumulated in host memory
+    (MONAI's ``sw_device``/``device`` arguments; the Predictor's ``stitch_device="cpu"``), what a volume too large
+    for the GPU's memory needs.
+
+The network's forward FLOPs per voxel are counted once on one window (:mod:`medseg.bench.flops`); with the number of
+windows a run evaluates (counted by a hook on the reference network) each row gets its achieved TFLOP/s, and on a
+GPU of :data:`medseg.bench.flops.PEAK_TFLOPS` the fraction of the dense peak for its precision.
 
 After one warm-up run each, every repeat times all rows back to back, in alternating order. Each ratio is the
 median of the per-repeat ratios (which cancels most of the drift of a shared machine's load between repeats) with
@@ -71,7 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp",
         choices=("none", "bf16", "fp16"),
         default="none",
-        help="also time medseg with CUDA mixed precision (a separate row; the other rows stay fp32)",
+        help="also time MONAI best and medseg with CUDA mixed precision (separate rows; the others stay fp32)",
+    )
+    parser.add_argument(
+        "--stitch-cpu",
+        action="store_true",
+        help="also time MONAI best and medseg with the network on CUDA and the output stitched in host memory",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the volume")
 
@@ -141,13 +156,19 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--engines takes {', '.join(e for e in ENGINES if e != 'eager')}, got {bad}")
     device = resolve_device(args.device, "--device")
     if args.amp != "none" and device.type != "cuda":
-        raise ValueError("--amp needs --device cuda")
+        raise ValueError(f"--amp {args.amp} needs --device cuda (got --device {args.device}); drop --amp on a CPU")
+    if getattr(args, "stitch_cpu", False) and device.type != "cuda":
+        raise ValueError(
+            f"--stitch-cpu needs --device cuda (got --device {args.device}); stitching is on the CPU there"
+        )
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
 
-def _rows(args: argparse.Namespace, net: Any, volume: Any, device: Any) -> dict[str, Callable[[], Any]]:
-    """The functions to time, each returning logits ``(1, K, H, W, D)``."""
+def _rows(
+    args: argparse.Namespace, net: Any, volume: Any, device: Any, windows: list[int]
+) -> dict[str, Callable[[], Any]]:
+    """The functions to time, each returning logits ``(1, K, H, W, D)``; ``windows`` counts monai_plain's."""
     import torch
     from monai.inferers.utils import sliding_window_inference
 
@@ -156,6 +177,7 @@ def _rows(args: argparse.Namespace, net: Any, volume: Any, device: Any) -> dict[
     roi = tuple(int(r) for r in args.roi)
     common = {"overlap": args.overlap, "mode": "gaussian"}
     plain_net = copy.deepcopy(net).to(device).eval()
+    plain_net.register_forward_pre_hook(lambda module, inputs: windows.append(int(inputs[0].shape[0])))
     fmt = torch.channels_last if args.spatial_dims == 2 else torch.contiguous_format
     best_net = copy.deepcopy(net).to(device).eval().to(memory_format=fmt)
     weights = gaussian_weights(roi, "gaussian", 0.125, device)
@@ -168,43 +190,63 @@ def _rows(args: argparse.Namespace, net: Any, volume: Any, device: Any) -> dict[
                 )
             return sliding_window_inference(volume, roi, args.sw_batch_size, plain_net, **common)  # type: ignore[return-value]
 
-    def monai_best() -> torch.Tensor:
-        with torch.inference_mode():
-            if args.spatial_dims == 3:
-                out = sliding_window_inference(
-                    volume, roi, args.sw_batch_size, best_net, roi_weight_map=weights, **common
-                )
-                return out  # type: ignore[return-value]
-            b, c, h, w, d = volume.shape
-            slices = volume.movedim(-1, 1).reshape(b * d, c, h, w)
-            out = sliding_window_inference(
-                slices,
-                roi,
-                args.sw_batch_size,
-                lambda t: best_net(t.contiguous(memory_format=fmt)),
-                roi_weight_map=weights,
-                **common,
-            )
-            assert isinstance(out, torch.Tensor)
-            return out.reshape(b, d, -1, h, w).movedim(1, -1)
+    def monai_best(amp: str = "none", stitch: Any = None) -> Callable[[], torch.Tensor]:
+        # MONAI runs the network on sw_device and accumulates on device; under autocast the network returns
+        # bf16/fp16 windows, which MONAI blends into a float32 output
+        where = {"sw_device": device, "device": stitch} if stitch is not None else {}
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
 
-    def predictor(engine: Any = "eager", amp: str | None = None) -> Callable[[], torch.Tensor]:
+        def call() -> torch.Tensor:
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                if args.spatial_dims == 3:
+                    out = sliding_window_inference(
+                        volume, roi, args.sw_batch_size, best_net, roi_weight_map=weights, **common, **where
+                    )
+                    return out  # type: ignore[return-value]
+                b, c, h, w, d = volume.shape
+                slices = volume.movedim(-1, 1).reshape(b * d, c, h, w)
+                out = sliding_window_inference(
+                    slices,
+                    roi,
+                    args.sw_batch_size,
+                    lambda t: best_net(t.contiguous(memory_format=fmt)),
+                    roi_weight_map=weights,
+                    **common,
+                    **where,
+                )
+                assert isinstance(out, torch.Tensor)
+                return out.reshape(b, d, -1, h, w).movedim(1, -1)
+
+        return call
+
+    def predictor(engine: Any = "eager", amp: str | None = None, stitch: Any = None) -> Callable[[], torch.Tensor]:
         p = Predictor(
             copy.deepcopy(net),
             roi_size=roi,
             overlap=args.overlap,
             sw_batch_size=args.sw_batch_size,
             device=device,
+            stitch_device=stitch,
             amp=amp,
             engine=engine,
         )
         return lambda: p.predict_logits(volume)
 
-    rows: dict[str, Callable[[], Any]] = {"monai_plain": monai_plain, "monai_best": monai_best, "medseg": predictor()}
+    # on CUDA the Predictor picks where to stitch by free memory: pin it to the GPU so the row is what it says
+    here = device if device.type == "cuda" else None
+    rows: dict[str, Callable[[], Any]] = {
+        "monai_plain": monai_plain,
+        "monai_best": monai_best(),
+        "medseg": predictor(stitch=here),
+    }
     for engine in args.engines:
-        rows[f"medseg_{engine}"] = predictor(engine)
+        rows[f"medseg_{engine}"] = predictor(engine, stitch=here)
     if args.amp != "none":
-        rows[f"medseg_amp_{args.amp}"] = predictor(amp=args.amp)
+        rows[f"monai_best_amp_{args.amp}"] = monai_best(amp=args.amp)
+        rows[f"medseg_amp_{args.amp}"] = predictor(amp=args.amp, stitch=here)
+    if getattr(args, "stitch_cpu", False):
+        rows["monai_best_stitch_cpu"] = monai_best(stitch=torch.device("cpu"))
+        rows["medseg_stitch_cpu"] = predictor(stitch="cpu")
     return rows
 
 
@@ -230,9 +272,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    from medseg.bench.flops import flops_per_voxel, fp32_peak_key, peak_tflops
+
+    roi = [int(r) for r in args.roi]
+    window_flops = flops_per_voxel(net, roi) * math.prod(roi)
     setup: dict[str, float] = {}
+    windows: list[int] = []
     start = time.perf_counter()
-    rows = _rows(args, net, volume, device)
+    rows = _rows(args, net, volume, device, windows)
     outputs: dict[str, Any] = {}
     peak: dict[str, int] = {}
     for name, fn in rows.items():  # warm-up (allocator, oneDNN primitives, compilation, sessions) + peak memory
@@ -242,6 +289,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if device.type == "cuda":
             peak[name] = int(torch.cuda.max_memory_allocated(device))
     setup["build"] = time.perf_counter() - start - sum(setup.values())
+    windows_per_run = sum(windows)  # monai_plain's warm-up: the windows every row evaluates
+    run_flops = window_flops * windows_per_run
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     times: dict[str, list[float]] = {name: [] for name in rows}
     names = list(rows)
     for i in range(args.repeats):
@@ -267,6 +317,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         }
         if name in peak:
             table[name]["peak_bytes"] = peak[name]
+        precision = name.rsplit("amp_", 1)[1] if "amp_" in name else fp32_peak_key()
+        bound = peak_tflops(device_name, precision) if device.type == "cuda" else None
+        tflops = run_flops / median / 1e12
+        table[name]["tflops"] = tflops
+        table[name]["precision"] = precision if device.type == "cuda" else "fp32"
+        table[name]["peak_tflops"] = bound
+        table[name]["peak_fraction"] = None if bound is None else tflops / bound
     return {
         "rows": table,
         "network": args.network,
@@ -278,6 +335,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "sw_batch_size": args.sw_batch_size,
         "repeats": args.repeats,
         "device": str(device),
+        "device_name": device_name,
+        "flops_per_voxel": window_flops / math.prod(roi),
+        "windows_per_run": windows_per_run,
+        "network_tflop_per_run": run_flops / 1e12,
+        "flop_bound_note": (
+            None
+            if device.type != "cuda" or peak_tflops(device_name, "bf16") is not None
+            else f"no peak figure for {device_name!r} in medseg.bench.flops.PEAK_TFLOPS: fraction omitted"
+        ),
         "threads": torch.get_num_threads(),
         "load_average": [list(load_before), list(os.getloadavg())],
         "torch": torch.__version__,
@@ -293,7 +359,7 @@ def _text(r: dict[str, Any]) -> str:
         f"sw_batch_size {r['sw_batch_size']}, {r['device']}, {r['threads']} threads, {r['repeats']} paired repeats, "
         f"load average {r['load_average'][0][0]:.1f} -> {r['load_average'][1][0]:.1f}",
         f"  {'row':<22} {'median s':>9} {'voxels/s':>12}  {'vs monai_plain (range)':>24}  "
-        f"{'vs monai_best (range)':>24}  agreement",
+        f"{'vs monai_best (range)':>24}  agreement  TFLOP/s  of peak",
     ]
     unstable = False
     for name, row in r["rows"].items():
@@ -302,9 +368,16 @@ def _text(r: dict[str, Any]) -> str:
         lines.append(
             f"  {name:<22} {row['seconds']:>9.3f} {row['voxels_per_s']:>12,.0f}  "
             f"{plain[0]:>6.3f} ({plain[1]:.2f}-{plain[2]:.2f}){'':>9}  {best[0]:>6.3f} ({best[1]:.2f}-{best[2]:.2f})"
-            f"{'':>9}  {row['agreement']:.6f}"
+            f"{'':>9}  {row['agreement']:.6f}  {row['tflops']:>7.3f}  "
+            f"{'-' if row['peak_fraction'] is None else format(row['peak_fraction'], '.1%'):>7}"
         )
     lines.append("  ratios are medians of per-repeat time ratios (below 1: faster than the reference)")
+    lines.append(
+        f"  network forward: {r['flops_per_voxel']:,.0f} FLOPs per voxel, {r['windows_per_run']} windows, "
+        f"{r['network_tflop_per_run']:.3f} TFLOP per run (FlopCounterMode; peak: dense datasheet figure)"
+    )
+    if r.get("flop_bound_note"):
+        lines.append(f"  {r['flop_bound_note']}")
     if unstable:
         lines.append(
             "  warning: timings are unstable (paired ratios spread by more than 1.5x): the machine is busy; "

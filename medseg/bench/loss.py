@@ -21,6 +21,13 @@ logits. Three things are measured, each as a ratio to the reference measured in 
   That counts every tensor the call creates (the leaf copy, saved activations, the gradient), including buffers
   allocated by compiled kernels, and nothing allocated before it; process RSS would not show a call's peak.
 
+On a CUDA device (``device="cuda"``) the same pairs are timed with CUDA events around each call (the queue is
+drained before the start event, and the end event is waited for), the peak memory is
+``torch.cuda.max_memory_allocated`` during the call minus what was allocated before it, and the compiled rows run
+the Triton kernel inductor generates; the first-step measurement (a CPU-time figure) is CPU only. ``dtype`` sets
+the logits' type (``bfloat16`` or ``float16``: what a network under autocast hands to the loss); the
+margin-calibration losses compute in float32 whatever their input.
+
 The result is one JSON-ready dict (``--json`` prints it); :func:`format_table` renders it as text.
 """
 
@@ -43,25 +50,28 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFERENCE", "add_arguments", "bench_losses", "first_step_cpu", "format_table", "run"]
+__all__ = ["DTYPES", "REFERENCE", "add_arguments", "bench_losses", "first_step_cpu", "format_table", "run"]
 
 #: Key of the reference row (not a registered loss).
 REFERENCE = "torch.cross_entropy"
 #: Suffix of the rows that run the margin-calibration kernel compiled.
 COMPILED = "[compiled]"
+#: Logits dtypes the benchmark takes (``--dtype``).
+DTYPES = ("float32", "bfloat16", "float16")
 
-# The fresh process of a first-step measurement: argv = threads, name, backend, shape..., seed. It imports what
-# every row imports (so only the loss differs), builds the loss and runs one step.
+# The fresh process of a first-step measurement: argv = threads, name, backend, dtype, shape..., seed. It imports
+# what every row imports (so only the loss differs), builds the loss and runs one step.
 _FIRST_STEP_SCRIPT = """
 import sys
-threads, name, backend, seed = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[-1])
-shape = tuple(int(s) for s in sys.argv[4:-1])
+threads, name, backend, dtype, seed = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[-1])
+shape = tuple(int(s) for s in sys.argv[5:-1])
 import torch
 torch.set_num_threads(threads)
 import torch.nn.functional as F
 import medseg.losses
 from medseg.bench.loss import REFERENCE, _build, _synthetic_inputs
 logits, labels = _synthetic_inputs(shape, seed)
+logits = logits.to(getattr(torch, dtype))
 fn = F.cross_entropy if name == REFERENCE else _build(name, logits, labels, backend=backend or None)
 x = logits.clone().requires_grad_(True)
 fn(x, labels).backward()
@@ -69,7 +79,7 @@ fn(x, labels).backward()
 
 
 def _synthetic_inputs(shape: Sequence[int], seed: int) -> tuple[Any, Any]:
-    """Float32 logits and imbalanced integer labels (class k has weight 2^-k, so background dominates)."""
+    """Float32 logits and imbalanced integer labels (class k has weight 2^-k, so background dominates), on the CPU."""
     import torch
 
     b, k, *spatial = (int(s) for s in shape)
@@ -122,8 +132,41 @@ def _peak_bytes(fn: Callable[[], Any]) -> int:
     return peak
 
 
+def _peak_bytes_cuda(fn: Callable[[], Any], device: Any) -> int:
+    """Peak CUDA memory allocated during ``fn()`` above what was allocated when it started."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return max(int(torch.cuda.max_memory_allocated(device)) - base, 0)
+
+
+def _resolve(device: str, dtype: str) -> tuple[Any, Any]:
+    """``(torch.device, torch.dtype)`` for the benchmark's ``device`` and ``dtype`` arguments, validated."""
+    import torch
+
+    from medseg.inference.devices import resolve_device
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}; e.g. --dtype bfloat16")
+    dev = resolve_device(device, "device")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or cuda:N for the loss benchmark, got {device!r}")
+    return dev, getattr(torch, dtype)
+
+
 def first_step_cpu(
-    name: str, *, threads: int, shape: Sequence[int], seed: int, cache_dir: Path, backend: str = ""
+    name: str,
+    *,
+    threads: int,
+    shape: Sequence[int],
+    seed: int,
+    cache_dir: Path,
+    backend: str = "",
+    dtype: str = "float32",
 ) -> dict[str, float]:
     """CPU and wall seconds of a fresh process that builds ``name`` and runs one step (see module docstring).
 
@@ -134,6 +177,7 @@ def first_step_cpu(
         seed: seed of the synthetic inputs.
         cache_dir: the process's inductor cache (``TORCHINDUCTOR_CACHE_DIR``).
         backend: the margin-calibration ``backend`` ("" for the loss's default).
+        dtype: the logits' dtype, one of :data:`DTYPES`.
 
     Returns:
         ``{"cpu_s": user + system seconds of the process and the children it waited for, "wall_s": ...}``.
@@ -142,13 +186,15 @@ def first_step_cpu(
         KeyError: for a name that is neither a registered loss nor :data:`REFERENCE`.
         RuntimeError: if the process fails (its stderr's last line is in the message).
     """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if name != REFERENCE:
         import medseg.losses  # noqa: F401  (registers every loss)
         from medseg.registry import LOSSES
 
         LOSSES.get(name)
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache_dir), OMP_NUM_THREADS=str(threads))
-    argv = [sys.executable, "-c", _FIRST_STEP_SCRIPT, str(threads), name, backend, *map(str, shape), str(seed)]
+    argv = [sys.executable, "-c", _FIRST_STEP_SCRIPT, str(threads), name, backend, dtype, *map(str, shape), str(seed)]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = proc.stderr.read() if proc.stderr is not None else b""
@@ -173,11 +219,11 @@ def _pair_stats(own: list[float], ref: list[float]) -> dict[str, float]:
     }
 
 
-def _machine(threads: Sequence[int]) -> dict[str, Any]:
+def _machine(threads: Sequence[int], device: Any = None) -> dict[str, Any]:
     import torch
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
+    out = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
@@ -186,6 +232,10 @@ def _machine(threads: Sequence[int]) -> dict[str, Any]:
         "threads": list(threads),
         "load_start": None if load is None else [round(v, 2) for v in load],
     }
+    if device is not None and device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        out["cuda"] = torch.version.cuda
+    return out
 
 
 def bench_losses(
@@ -200,6 +250,8 @@ def bench_losses(
     compiled: bool = True,
     first_step: bool = True,
     progress: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
 ) -> dict[str, Any]:
     """Time forward+backward, the first step of a fresh process and peak memory of losses against cross-entropy.
 
@@ -212,8 +264,10 @@ def bench_losses(
         threads: ``torch.set_num_threads`` values to measure at (each >= 1).
         measure_memory: also measure peak memory (one profiled call per loss).
         compiled: add ``<name>[compiled]`` rows for the margin-calibration losses (compiles once in-process).
-        first_step: measure the first step in fresh processes (several seconds of CPU each).
+        first_step: measure the first step in fresh processes (several seconds of CPU each; CPU only).
         progress: show a progress bar over the losses.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where the logits, labels and every loss live.
+        dtype: the logits' dtype, one of :data:`DTYPES`.
 
     Returns:
         ``{name: row}`` for :data:`REFERENCE` and each loss (and compiled rows), plus ``"_meta"``. A row holds
@@ -223,7 +277,8 @@ def bench_losses(
         not run).
 
     Raises:
-        ValueError: for a bad shape, repeats, warmup or thread count; KeyError for an unknown loss name.
+        ValueError: for a bad shape, repeats, warmup, thread count, device or dtype, or ``first_step`` on a GPU;
+            KeyError for an unknown loss name.
     """
     import torch
     import torch.nn.functional as F
@@ -246,13 +301,21 @@ def bench_losses(
     threads = [int(t) for t in threads]
     if not threads or any(t < 1 for t in threads):
         raise ValueError(f"threads must be a non-empty list of positive ints, got {threads}; e.g. --threads 1 2")
+    dev, torch_dtype = _resolve(device, dtype)
+    on_cuda = dev.type == "cuda"
+    if on_cuda and first_step:
+        raise ValueError(
+            "first_step measures the CPU time of fresh processes and runs on the CPU only; pass first_step=False "
+            f"with device={device!r} (--no-first-step)"
+        )
     selected = list(LOSSES.names() if names is None else names)
     for name in selected:
         LOSSES.get(name)  # KeyError with suggestions for an unknown name
 
     logits, labels = _synthetic_inputs(shape, seed)
+    logits, labels = logits.to(dev, torch_dtype), labels.to(dev)
     previous_threads = torch.get_num_threads()
-    meta = _machine(threads)
+    meta = _machine(threads, dev)
 
     def call(fn: Callable[[Any, Any], Any]) -> Callable[[], Any]:
         def once() -> Any:
@@ -266,9 +329,20 @@ def bench_losses(
         return once
 
     def timed(fn: Callable[[], Any]) -> float:
+        if on_cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(dev)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return float(start.elapsed_time(end)) / 1e3
         t0 = time.perf_counter()
         fn()
         return time.perf_counter() - t0
+
+    def peak_bytes(fn: Callable[[], Any]) -> int:
+        return _peak_bytes_cuda(fn, dev) if on_cuda else _peak_bytes(fn)
 
     reference = call(F.cross_entropy)
     rows: dict[str, dict[str, Any]] = {REFERENCE: {"steady": {}, "first_step": {}, "error": None}}
@@ -282,7 +356,7 @@ def bench_losses(
 
     try:
         reference()
-        ref_peak = _peak_bytes(reference) if measure_memory else None
+        ref_peak = peak_bytes(reference) if measure_memory else None
         rows[REFERENCE]["peak_mib"] = None if ref_peak is None else ref_peak / 2**20
         rows[REFERENCE]["memory_ratio"] = None if ref_peak is None else 1.0
         for key, backend in tqdm(plan, desc="losses (steady state)", disable=not progress, file=sys.stderr):
@@ -306,7 +380,7 @@ def bench_losses(
                 if backend == "compile":
                     row["compile_s"] = sum(_mc_kernel.compile_times().values()) - compile_before
                 if measure_memory and ref_peak:
-                    peak = _peak_bytes(run_once)
+                    peak = peak_bytes(run_once)
                     row["peak_mib"] = peak / 2**20
                     row["memory_ratio"] = peak / ref_peak
             except NotImplementedError as err:
@@ -318,20 +392,26 @@ def bench_losses(
             times = rows[REFERENCE]["steady"].get(str(t)) or [timed(reference) for _ in range(repeats)]
             rows[REFERENCE]["steady"][str(t)] = {"time_ms": 1e3 * statistics.median(times), "ratio": 1.0}
         if first_step:
-            _first_steps(rows, selected, threads, shape, seed, progress)
+            _first_steps(rows, selected, threads, shape, seed, progress, dtype)
     finally:
         torch.set_num_threads(previous_threads)
 
     meta.update(
         {
             "shape": list(shape),
-            "dtype": "float32",
-            "device": "cpu",
+            "dtype": dtype,
+            "device": str(dev),
             "repeats": repeats,
             "warmup": warmup,
             "seed": seed,
             "mc_compile_s": _mc_kernel.compile_times(),
-            "memory_method": "torch.profiler profile_memory: peak of the replayed CPU allocation events of one call",
+            "timer": "CUDA events" if on_cuda else "time.perf_counter",
+            "first_step": "measured" if first_step else "not measured",
+            "memory_method": (
+                "torch.cuda.max_memory_allocated during one call minus the memory allocated before it"
+                if on_cuda
+                else "torch.profiler profile_memory: peak of the replayed CPU allocation events of one call"
+            ),
             "load_end": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         }
     )
@@ -347,6 +427,7 @@ def _first_steps(
     shape: Sequence[int],
     seed: int,
     progress: bool,
+    dtype: str = "float32",
 ) -> None:
     """Fill ``first_step`` of every row: fresh processes, each paired with a cross-entropy process."""
     from tqdm.auto import tqdm
@@ -364,8 +445,8 @@ def _first_steps(
         warm.mkdir()
 
         def pair(name: str, t: int, cache: Path, backend: str = "") -> dict[str, float]:
-            ref = first_step_cpu(REFERENCE, threads=t, shape=shape, seed=seed, cache_dir=fresh())
-            own = first_step_cpu(name, threads=t, shape=shape, seed=seed, cache_dir=cache, backend=backend)
+            ref = first_step_cpu(REFERENCE, threads=t, shape=shape, seed=seed, cache_dir=fresh(), dtype=dtype)
+            own = first_step_cpu(name, threads=t, shape=shape, seed=seed, cache_dir=cache, backend=backend, dtype=dtype)
             rows[REFERENCE]["first_step"].setdefault(str(t), {}).setdefault("cpu_s", []).append(ref["cpu_s"])
             return {**own, "ref_cpu_s": ref["cpu_s"], "ratio": own["cpu_s"] / ref["cpu_s"]}
 
@@ -380,7 +461,9 @@ def _first_steps(
                         if name == "mc":
                             entry["compile_cold"] = pair(name, t, fresh(), backend="compile")
                         if not any(warm.iterdir()):
-                            first_step_cpu(name, threads=t, shape=shape, seed=seed, cache_dir=warm, backend="compile")
+                            first_step_cpu(
+                                name, threads=t, shape=shape, seed=seed, cache_dir=warm, backend="compile", dtype=dtype
+                            )
                         entry["warm"] = pair(name, t, warm)
                         if name == "mc":
                             entry["compile_warm"] = pair(name, t, warm, backend="compile")
@@ -400,8 +483,10 @@ def format_table(result: dict[str, Any]) -> str:
     """A fixed-width text table of :func:`bench_losses`' result."""
     meta = result.get("_meta", {})
     threads = [str(t) for t in meta.get("threads", [])]
+    where = meta.get("gpu") or str(meta.get("device", "cpu")).upper()
     lines = [
-        f"loss forward+backward, logits {tuple(meta.get('shape', ()))} float32 on CPU, {meta.get('repeats')} pairs "
+        f"loss forward+backward, logits {tuple(meta.get('shape', ()))} {meta.get('dtype', 'float32')} on {where}, "
+        f"{meta.get('repeats')} pairs "
         f"per loss; reference {REFERENCE}; ratio = median [min-max] of paired ratios; load {meta.get('load_start')}"
         f" -> {meta.get('load_end')}",
         f"{'loss':<22}"
@@ -465,19 +550,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=_positive_int, default=10, help="(loss, reference) pairs per loss")
     parser.add_argument("--warmup", type=_positive_int, default=2, help="untimed calls per loss first")
-    parser.add_argument("--threads", type=_positive_int, nargs="+", default=[1, 2], help="thread counts to measure")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        nargs="+",
+        default=None,
+        help="CPU thread counts to measure (default: 1 2 on the CPU; torch's current count with --device cuda)",
+    )
     parser.add_argument("--losses", nargs="+", default=None, metavar="NAME", help="only these losses (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic logits and labels")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--no-compiled", action="store_true", help="skip the compiled margin-calibration rows")
-    parser.add_argument("--no-first-step", action="store_true", help="skip the fresh-process first-step runs")
+    parser.add_argument(
+        "--no-first-step", action="store_true", help="skip the fresh-process first-step runs (never run on a GPU)"
+    )
+    parser.add_argument("--device", default="cpu", help="where the losses run: cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="logits dtype (bfloat16/float16: what autocast hands over)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object keyed by loss name")
 
 
 def _command(args: argparse.Namespace) -> str:
     """The command line that reproduces ``args``."""
     parts = ["medseg bench loss", "--shape", *map(str, args.shape), "--repeats", str(args.repeats)]
-    parts += ["--warmup", str(args.warmup), "--threads", *map(str, args.threads), "--seed", str(args.seed)]
+    parts += ["--warmup", str(args.warmup)]
+    if args.threads:
+        parts += ["--threads", *map(str, args.threads)]
+    parts += ["--seed", str(args.seed)]
+    if args.device != "cpu" or args.dtype != "float32":
+        parts += ["--device", args.device, "--dtype", args.dtype]
     if args.losses:
         parts += ["--losses", *args.losses]
     parts += [flag for flag in ("no_memory", "no_compiled", "no_first_step") if getattr(args, flag)]
@@ -487,21 +589,28 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark and print a table (or JSON with ``--json``); exit 0 even if some losses failed."""
+    import torch
+
     from medseg.console import progress_enabled
 
     if len(args.shape) not in (4, 5):
         raise ValueError(f"--shape takes 4 or 5 sizes (B K H W or B K D H W), got {args.shape}")
+    dev, _ = _resolve(args.device, args.dtype)
+    on_cpu = dev.type == "cpu"
+    threads = args.threads or ([1, 2] if on_cpu else [torch.get_num_threads()])
     result = bench_losses(
         args.shape,
         repeats=args.repeats,
         warmup=args.warmup,
         names=args.losses,
         seed=args.seed,
-        threads=args.threads,
+        threads=threads,
         measure_memory=not args.no_memory,
         compiled=not args.no_compiled,
-        first_step=not args.no_first_step,
+        first_step=on_cpu and not args.no_first_step,
         progress=progress_enabled(args),
+        device=args.device,
+        dtype=args.dtype,
     )
     result["_meta"]["command"] = _command(args)
     if args.json:

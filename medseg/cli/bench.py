@@ -1,7 +1,8 @@
-"""``medseg bench loss|infer``: benchmarks that print ratios against named references (thin wrapper).
+"""``medseg bench loss|infer|train|gpu-summary``: benchmarks against named references (thin wrapper).
 
-``loss`` is :mod:`medseg.bench.loss`; ``infer`` is :mod:`medseg.bench.infer`, imported only when the ``bench``
-parser is built, so ``medseg bench loss`` keeps working where the inference benchmark is not installed.
+``loss`` is :mod:`medseg.bench.loss`, ``infer`` :mod:`medseg.bench.infer`, ``train`` :mod:`medseg.bench.train`,
+``gpu-summary`` :mod:`medseg.bench.gpu_summary`; each is imported only when the ``bench`` parser is built, so
+``medseg bench loss`` keeps working where the inference benchmark is not installed.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from medseg.console import CliError, HelpFormatter, OneLineParser
 
 logger = logging.getLogger(__name__)
 
-HELP = "benchmarks against named references: loss (vs cross-entropy) or infer"
+HELP = "benchmarks: loss (vs cross-entropy), infer (vs MONAI), train (images/s)"
 DESCRIPTION = (
     "Benchmarks that print ratios against named references. `loss`: forward+backward time and peak memory of "
-    "every registered loss vs PyTorch's cross_entropy. `infer`: the inference benchmark. --json prints one JSON "
-    "object."
+    "every registered loss vs PyTorch's cross_entropy. `infer`: the inference benchmark. `train`: a bundle's "
+    "training throughput on synthetic data. `gpu-summary`: the summary of scripts/gpu_check.sh's folder. --json "
+    "prints one JSON object."
 )
 
 _SUBCOMMANDS = {
     "loss": ("medseg.bench.loss", "time and peak memory of every registered loss vs F.cross_entropy"),
     "infer": ("medseg.bench.infer", "inference benchmark"),
+    "train": ("medseg.bench.train", "training throughput (images/s) of a bundle on synthetic data"),
+    "gpu-summary": ("medseg.bench.gpu_summary", "gpu.json and gpu.md from a scripts/gpu_check.sh folder"),
 }
 
 
@@ -48,8 +52,10 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``loss`` and ``infer`` sub-commands and their options."""
-    sub = parser.add_subparsers(dest="bench_command", metavar="{loss,infer}", parser_class=OneLineParser)
+    """Add the benchmark sub-commands and their options."""
+    sub = parser.add_subparsers(
+        dest="bench_command", metavar="{loss,infer,train,gpu-summary}", parser_class=OneLineParser
+    )
     sub.required = True
     for name, (_, help_text) in _SUBCOMMANDS.items():
         module = _import(name)

@@ -154,3 +154,54 @@ def test_cli_errors_and_help(capsys):
         main(["bench", "loss", "--help"])
     assert exc.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+def test_bfloat16_logits_on_the_cpu():
+    result = bench_loss.bench_losses((1, 3, 8, 8), threads=(1,), names=["mc", "dice"], dtype="bfloat16", **QUICK)
+    assert result["_meta"]["dtype"] == "bfloat16"
+    assert result["_meta"]["device"] == "cpu"
+    assert result["_meta"]["timer"] == "time.perf_counter"
+    for name in ("mc", "dice"):
+        assert result[name]["error"] is None, result[name]["error"]
+        assert result[name]["steady"]["1"]["ratio"] > 0
+    assert "bfloat16 on CPU" in bench_loss.format_table(result)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"dtype": "float64"}, "dtype must be one of float32, bfloat16, float16, got 'float64'"),
+        ({"device": "tpu"}, "is not a device"),
+        ({"device": "mps"}, "MPS is not available|device must be cpu, cuda or cuda:N"),
+    ],
+)
+def test_bad_device_or_dtype(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        bench_loss.bench_losses((1, 2, 4, 4), **QUICK, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where CUDA is absent")
+def test_cuda_asked_for_where_there_is_none(capsys):
+    with pytest.raises(ValueError, match="CUDA is not available here"):
+        bench_loss.bench_losses((1, 2, 4, 4), device="cuda", **QUICK)
+    assert main(["bench", "loss", *TINY, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "CUDA is not available here" in err[0]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_losses_on_cuda(dtype):
+    result = bench_loss.bench_losses((2, 3, 32, 32), names=["mc", "dice"], device="cuda", dtype=dtype, **QUICK)
+    meta = result["_meta"]
+    assert meta["device"].startswith("cuda")
+    assert meta["timer"] == "CUDA events"
+    assert meta["gpu"]
+    assert result[bench_loss.REFERENCE]["peak_mib"] > 0
+    for name in ("mc", "dice"):
+        assert result[name]["error"] is None, result[name]["error"]
+        assert result[name]["steady"][str(meta["threads"][0])]["time_ms"] > 0
+        assert result[name]["peak_mib"] > 0
+    with pytest.raises(ValueError, match="first_step"):
+        bench_loss.bench_losses((1, 2, 4, 4), device="cuda", repeats=1, warmup=1, first_step=True)
