@@ -17,7 +17,7 @@ from medseg.cli.main import main
 from medseg.resources import bundle_dir
 
 COVID = "covid19_ct_lesion"
-SHIPPED = [COVID]
+SHIPPED = [COVID, "robotic_instrument"]
 
 
 @pytest.mark.parametrize("bundle", SHIPPED)
