@@ -218,14 +218,14 @@ def test_bundle_settings_of_the_shipped_covid_bundle() -> None:
     settings = bundle_settings(_covid_parser())
     assert settings["network"]["_target_"] == "medseg.networks.CopleNet"
     assert settings["network"]["out_channels"] == 2  # "@num_classes", resolved
-    assert settings["network"]["features"] == [32, 64, 128, 256, 512]
-    assert settings["roi_size"] == [256, 256]
+    assert settings["network"]["features"] == [16, 32, 64, 128, 256]  # the shipped model's widths
+    assert settings["roi_size"] == [256, 240]
     assert settings["classes"] == ["background", "infection"]
     assert settings["preprocessing"] == {
         "window": None,
         "volume_window": [1475, -450],
         "intensity_range": [0, 255],
-        "normalization": None,
+        "normalization": {"kind": "zscore", "clip": [0.035294, 1.0], "mean": 0.53684, "std": 0.311223},
     }
 
 
@@ -236,8 +236,8 @@ def test_disagreements_with_the_bundle_are_one_line_each(tmp_path: Path) -> None
     lines = checkpoint_disagreements(meta, bundle_settings(_covid_parser()))
     assert lines == [
         "network arguments differ (features): features [8, 16, 32, 64, 128] in the checkpoint, "
-        "[32, 64, 128, 256, 512] in the bundle",
-        "checkpoint trained at 128x128, bundle runs at 256x256",
+        "[16, 32, 64, 128, 256] in the bundle",
+        "checkpoint trained at 128x128, bundle runs at 256x240",
         'preprocessing window differs: "lung" in the checkpoint, null in the bundle',
     ]
     assert all("\n" not in line for line in lines)
@@ -254,7 +254,7 @@ def test_disagreements_with_the_bundle_are_one_line_each(tmp_path: Path) -> None
         "network differs: checkpoint monai.networks.nets.BasicUNet, bundle medseg.networks.CopleNet"
     ]
     assert checkpoint_disagreements(None, {"roi_size": [1, 1]}) == []
-    agreeing = CheckpointMetadata(roi_size=[256, 256], classes=["background", "infection"])
+    agreeing = CheckpointMetadata(roi_size=[256, 240], classes=["background", "infection"])
     assert checkpoint_disagreements(agreeing, bundle_settings(_covid_parser())) == []
 
 
@@ -281,7 +281,7 @@ def test_monai_ckpt_export_torchscript_loads_with_its_metadata(tmp_path: Path) -
     _same_outputs(loaded.model, net)
     assert loaded.metadata is not None
     assert loaded.metadata.classes == ["background", "infection"]  # from metadata.json's channel_def
-    assert loaded.metadata.roi_size == [256, 256]  # from inference.json
+    assert loaded.metadata.roi_size == [256, 240]  # from inference.json
     assert loaded.metadata.in_channels == 1
     assert describe_checkpoint(tmp_path / "model.ts").startswith("model.ts: TorchScript model")
     with pytest.raises(ValueError, match="is a TorchScript file"):
