@@ -503,7 +503,17 @@ def run_demo(
         resumable=True,
     )
     model = Path(runs["finetune"]["model"])
-    bundle_overrides = {"network_def#features": SMALL_FEATURES, "spatial_size": [size, size]}
+    # The demo's model learned whole synthetic slices in the volume's own (RAS) orientation, windowed with the lung
+    # window W1500/L-650, not the lung crops in radiological display (window W1475/L-450) that the shipped model
+    # learned: the volume goes through as the demo's training slices were made.
+    bundle_overrides = {
+        "network_def#features": SMALL_FEATURES,
+        "spatial_size": [size, size],
+        "volume_window": "lung",
+        "crop_lungs": False,
+        "volume_orientation": "RAS",
+        "tta": False,
+    }
 
     # 3. test-slice masks with overlays, 4. their evaluation
     pred_dir = out / "predictions"
@@ -551,7 +561,7 @@ def run_demo(
     _, slice_values = stages.run(
         "test_slices",
         "test slices",
-        {"model": model_fp, "size": size},
+        {"model": model_fp, "size": size, "bundle": bundle_overrides},
         [pred_dir, ref_dir, eval_dir],
         predict_slices,
     )
@@ -599,7 +609,7 @@ def run_demo(
         _, volume_values = stages.run(
             "volume",
             f"CT volume {size}x{size}x16 (HU)",
-            {"model": model_fp, "size": size},
+            {"model": model_fp, "size": size, "bundle": bundle_overrides},
             [vol_dir],
             predict_volume,
         )
