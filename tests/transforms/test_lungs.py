@@ -38,6 +38,21 @@ def test_lung_mask_keeps_the_lungs_and_what_they_enclose() -> None:
     assert np.array_equal(mask, lungs)  # the nodule is inside, the body, air, padding and gas pocket are not
 
 
+def test_gas_larger_than_the_lungs_is_not_lung() -> None:
+    """An abdominal CT: colon gas (pure air, -1000 HU) outweighs the lung bases (aerated lung, -850 HU)."""
+    hu, lungs = _chest()
+    gas = np.zeros_like(lungs)
+    gas[20:40, 37:39] = True  # a 20 x 2 x 6 gas-filled bowel loop below the lungs, walled in by the body
+    hu[gas] = -1000.0
+    assert gas.sum() > 0.1 * lungs.sum() / 2  # bigger than a tenth of one lung: size alone would keep it
+    walls = ndi.binary_dilation(gas, structure=ndi.generate_binary_structure(3, 1)) & ~gas
+    assert (hu[walls] > -320).all()  # not connected to the air outside the body or to the lungs
+    mask = lung_mask(hu, SPACING, closing_mm=5.0)
+    assert mask is not None
+    assert not (mask & gas).any()
+    assert (mask & lungs).sum() == lungs.sum()
+
+
 def test_lung_mask_none_without_lungs() -> None:
     hu, lungs = _chest()
     hu[lungs] = 40.0  # solid body: no air inside it
