@@ -71,6 +71,12 @@ def _overlay(ct: np.ndarray, pred: np.ndarray, readers: np.ndarray, path: Path) 
     write_png(path, np.concatenate(tiles, axis=1))
 
 
+def _nifti(path: Path) -> Any:
+    import nibabel as nib
+
+    return nib.load(str(path))
+
+
 def check_case(case: str, series: Path, xml: Path, out: Path, ckpt: Path | None) -> dict[str, Any]:
     import nibabel as nib
 
@@ -83,13 +89,13 @@ def check_case(case: str, series: Path, xml: Path, out: Path, ckpt: Path | None)
     (ct_file,) = sorted(ct_dir.glob("*.nii.gz"))
     _run(["medseg-data", "lidc", str(xml), str(ct_file), str(reader_dir), "--no-progress"])
     (pred_file,) = sorted(pred_dir.glob("*_seg.nii.gz"))
-    ct_img, pred_img = nib.load(str(ct_file)), nib.load(str(pred_file))
+    ct_img, pred_img = _nifti(ct_file), _nifti(pred_file)
     if not np.allclose(ct_img.affine, pred_img.affine, atol=1e-3) or ct_img.shape != pred_img.shape:
         raise RuntimeError(f"{case}: the prediction and the converted series are not on the same grid")
     ct = np.asarray(ct_img.dataobj, dtype=np.float32)
     pred = np.asarray(pred_img.dataobj) > 0
-    any_reader = np.asarray(nib.load(str(reader_dir / "reader_count.nii.gz")).dataobj) > 0
-    consensus = np.asarray(nib.load(str(reader_dir / "consensus.nii.gz")).dataobj) > 0
+    any_reader = np.asarray(_nifti(reader_dir / "reader_count.nii.gz").dataobj) > 0
+    consensus = np.asarray(_nifti(reader_dir / "consensus.nii.gz").dataobj) > 0
     spacing = np.linalg.norm(ct_img.affine[:3, :3], axis=0)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lungs = lung_mask(ct, spacing)
