@@ -151,11 +151,13 @@ def segment_loaded(
     )
     data = preprocessing.prepare({**raw, "image": checked}, kind)
     probs = predictor.predict_proba(data["image"].unsqueeze(0))[0]
-    back = preprocessing.invert(kind, data, probs)
     roi = data.get(ROI_MASK_KEY)
-    if roi is not None:  # the preprocessing's region of interest (e.g. the lungs), back on the input's grid
-        inside = preprocessing.invert(kind, data, torch.as_tensor(roi, dtype=torch.float32)[:1])
-        back = background_outside(back, inside)
+    if roi is None:
+        back = preprocessing.invert(kind, data, probs)
+    else:  # the preprocessing's region of interest (e.g. the lungs): one inversion carries it back with the classes
+        mask = torch.as_tensor(roi, dtype=probs.dtype, device=probs.device)[:1]
+        both = preprocessing.invert(kind, data, torch.cat([probs, mask]))
+        back = background_outside(both[:-1], both[-1:])
     labels = predictor.labels_from_proba(back.unsqueeze(0))[0, 0].numpy()
     affine = None
     if kind == "volume":

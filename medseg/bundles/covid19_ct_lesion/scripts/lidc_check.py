@@ -56,10 +56,13 @@ def _overlay(ct: np.ndarray, pred: np.ndarray, readers: np.ndarray, path: Path) 
     """Four axial slices (the ones with the most reader voxels first), lung window, prediction and outline."""
     from scipy import ndimage as ndi
 
+    from medseg.transforms.intensity import window_range
+
+    low, high = window_range([1475, -450])  # the bundle's volume_window
     order = np.argsort(-(readers.sum(axis=(0, 1)) + 1e-3 * pred.sum(axis=(0, 1))))
     tiles = []
     for z in sorted(order[:4]):
-        gray = np.clip((ct[:, :, z] + 1187.5) / 1475.0, 0.0, 1.0) * 255.0  # W1475/L-450, as the bundle
+        gray = np.clip((ct[:, :, z] - low) / (high - low), 0.0, 1.0) * 255.0
         rgb = np.repeat(gray[..., None], 3, axis=2)
         rgb[pred[:, :, z]] = 0.4 * rgb[pred[:, :, z]] + 0.6 * np.array([255.0, 0.0, 0.0])
         edge = readers[:, :, z] & ~ndi.binary_erosion(readers[:, :, z])
